@@ -1,0 +1,1 @@
+"""Axes, normalisation, tiling and the denoise pipeline."""

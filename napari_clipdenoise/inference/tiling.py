@@ -1,0 +1,260 @@
+"""Model-agnostic tiled inference over one ``C x H x W`` plane.
+
+The plane is reflect-padded once (bottom/right) so that every tile has the same
+size, a multiple of 16; tiles start on multiples of 16 so each sees the same
+pixel phase as a whole-image pass (and networks that accept a TileGeometry get
+the whole image's upsampling grid); outputs are blended with a crossfade in the
+middle of each overlap and accumulated in float32. ``tile_size=None`` is one whole pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import DenoiseCancelled
+
+ALIGN = 16
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def as_cancel_check(cancel) -> Callable[[], bool]:
+    """Accept None, a callable returning bool, or an Event-like object with ``is_set``."""
+    if cancel is None:
+        return lambda: False
+    if hasattr(cancel, "is_set"):
+        return cancel.is_set
+    if callable(cancel):
+        return cancel
+    raise TypeError(f"cancel must be a callable or an Event-like object, got {type(cancel).__name__}")
+
+
+def _starts(padded: int, tile: int, stride: int) -> list[int]:
+    starts = list(range(0, padded - tile + 1, stride))
+    if starts[-1] != padded - tile:
+        starts.append(padded - tile)
+    return starts
+
+
+def _ramp(length: int, before: int, after: int) -> np.ndarray:
+    """1D blending weight of one tile.
+
+    Where a tile shares ``n`` pixels with a neighbour, its weight is 0 over the
+    outer 3/8 of the shared part, rises linearly over the middle quarter and is 1
+    beyond: each output pixel comes from the tile where it lies deepest, with a
+    short crossfade so there is no seam. (Tile edges are the least accurate part
+    of a tile; see docs/tiling.md.)
+    """
+    weight = np.ones(length, np.float32)
+    for shared, side in ((before, 1), (after, -1)):
+        if shared <= 0:
+            continue
+        distance = np.arange(shared, dtype=np.float32) + 0.5  # from this tile's edge
+        band = max(shared / 4.0, 1.0)
+        rising = np.clip((distance - (shared - band) / 2.0) / band, 0.0, 1.0)
+        if side == 1:
+            weight[:shared] = np.minimum(weight[:shared], rising)
+        else:
+            weight[length - shared:] = np.minimum(weight[length - shared:], rising[::-1])
+    return weight
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Where the tiles of one plane go."""
+
+    height: int
+    width: int
+    padded_height: int
+    padded_width: int
+    tile_height: int
+    tile_width: int
+    starts_y: tuple[int, ...]
+    starts_x: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.starts_y) * len(self.starts_x)
+
+    @property
+    def boxes(self) -> list[tuple[int, int]]:
+        return [(y, x) for y in self.starts_y for x in self.starts_x]
+
+    def weights_1d(self, axis: int) -> dict[int, np.ndarray]:
+        starts = self.starts_y if axis == 0 else self.starts_x
+        tile = self.tile_height if axis == 0 else self.tile_width
+        ramps = {}
+        for i, start in enumerate(starts):
+            before = starts[i - 1] + tile - start if i > 0 else 0
+            after = start + tile - starts[i + 1] if i + 1 < len(starts) else 0
+            ramps[start] = _ramp(tile, max(before, 0), max(after, 0))
+        return ramps
+
+
+def plan_tiles(height: int, width: int, tile_size: int | None, overlap: int, pad_multiple: int = ALIGN) -> TilePlan:
+    """Tile layout for an ``height x width`` plane.
+
+    Tiles shrink to the (padded) image when it is smaller than ``tile_size``; the
+    stride ``tile_size - overlap`` is rounded down to a multiple of 16.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"cannot tile an empty {height} x {width} plane")
+    if pad_multiple % ALIGN:
+        raise ValueError(f"pad_multiple must be a multiple of {ALIGN}, got {pad_multiple}")
+    base_h, base_w = round_up(height, pad_multiple), round_up(width, pad_multiple)
+    if tile_size is None:
+        return TilePlan(height, width, base_h, base_w, base_h, base_w, (0,), (0,))
+    if tile_size < ALIGN or tile_size % ALIGN:
+        raise ValueError(f"tile_size must be a positive multiple of {ALIGN} (or None for one pass), got {tile_size}")
+    if overlap < 0 or overlap >= tile_size:
+        raise ValueError(f"overlap must be >= 0 and smaller than tile_size ({tile_size}), got {overlap}")
+    tile_h, tile_w = min(tile_size, base_h), min(tile_size, base_w)
+    stride_h = max(ALIGN, (tile_h - overlap) // ALIGN * ALIGN)
+    stride_w = max(ALIGN, (tile_w - overlap) // ALIGN * ALIGN)
+    return TilePlan(
+        height, width, base_h, base_w, tile_h, tile_w,
+        tuple(_starts(base_h, tile_h, stride_h)), tuple(_starts(base_w, tile_w, stride_w)),
+    )
+
+
+def reflect_pad(plane: np.ndarray, padded_height: int, padded_width: int) -> np.ndarray:
+    """Reflect-pad the bottom/right of a ``C x H x W`` array (repeats reflection for tiny images)."""
+    _, height, width = plane.shape
+    if (height, width) == (padded_height, padded_width):
+        return plane
+    return np.pad(plane, ((0, 0), (0, padded_height - height), (0, padded_width - width)), mode="reflect")
+
+
+def autocast_context(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def tiled_inference(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    plane: np.ndarray,
+    *,
+    tile_size: int | None = 512,
+    overlap: int = 64,
+    batch_size: int = 1,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    out_channels: int | None = None,
+    pad_multiple: int = ALIGN,
+    on_tiles: Callable[[int], None] | None = None,
+    cancel=None,
+) -> np.ndarray:
+    """Apply ``fn`` to a ``C x H x W`` float32 plane tile by tile; return ``C_out x H x W`` float32.
+
+    ``fn`` maps a ``B x C x h x w`` tensor on ``device`` (h, w multiples of 16) to
+    ``B x C_out x h x w``. ``on_tiles(n)`` is called after each batch with the
+    number of tiles it finished; ``cancel`` (callable or Event) is checked before
+    each batch and raises :class:`DenoiseCancelled`. On CUDA out-of-memory the
+    batch is halved, then the tile size, down to 64 px.
+    """
+    device = torch.device(device)
+    should_stop = as_cancel_check(cancel)
+    plane = np.ascontiguousarray(plane, dtype=np.float32)
+    if plane.ndim != 3:
+        raise ValueError(f"plane must be C x H x W, got shape {plane.shape}")
+    _, height, width = plane.shape
+    while True:
+        plan = plan_tiles(height, width, tile_size, overlap, pad_multiple)
+        try:
+            return _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out_channels, on_tiles, should_stop)
+        except _ShrinkTiles:
+            current = tile_size or max(plan.tile_height, plan.tile_width)
+            if current <= 64:
+                raise torch.OutOfMemoryError(
+                    f"out of device memory even with 64 px tiles and batch 1 on {device}; use device='cpu'"
+                ) from None
+            tile_size = max(64, current // 2 // ALIGN * ALIGN)
+            overlap = min(overlap, tile_size // 2)
+            batch_size = 1
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+class _ShrinkTiles(Exception):
+    pass
+
+
+def _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out_channels, on_tiles, should_stop):
+    padded = reflect_pad(plane, plan.padded_height, plan.padded_width)
+    accumulator = None
+    weight_sum = np.zeros((plan.padded_height, plan.padded_width), np.float32)
+    ramps_y, ramps_x = plan.weights_1d(0), plan.weights_1d(1)
+    boxes = plan.boxes
+    th, tw = plan.tile_height, plan.tile_width
+    index = 0
+    while index < len(boxes):
+        if should_stop():
+            raise DenoiseCancelled("denoising was cancelled")
+        batch = boxes[index:index + batch_size]
+        tiles = np.stack([padded[:, y:y + th, x:x + tw] for y, x in batch])
+        geometry = None
+        if getattr(fn, "accepts_tile_geometry", False) and len(plan) > 1:
+            from ..model.network import TileGeometry
+
+            geometry = TileGeometry(tuple(batch), (plan.padded_height, plan.padded_width))
+        try:
+            result = _forward(fn, tiles, device, precision, channels_last, geometry)
+        except Exception as exc:
+            if device.type != "cuda" or not _is_oom(exc):
+                raise
+            torch.cuda.empty_cache()
+            if batch_size > 1:
+                batch_size = max(1, batch_size // 2)
+                continue
+            raise _ShrinkTiles() from exc
+        if accumulator is None:
+            channels = out_channels or result.shape[1]
+            accumulator = np.zeros((channels, plan.padded_height, plan.padded_width), np.float32)
+        for (y, x), tile_out in zip(batch, result):
+            weight = np.outer(ramps_y[y], ramps_x[x])
+            accumulator[:, y:y + th, x:x + tw] += tile_out * weight
+            weight_sum[y:y + th, x:x + tw] += weight
+        index += len(batch)
+        if on_tiles:
+            on_tiles(len(batch))
+    accumulator /= weight_sum
+    return accumulator[:, : plan.height, : plan.width]
+
+
+def _forward(fn, tiles: np.ndarray, device: torch.device, precision: str, channels_last: bool, geometry=None) -> np.ndarray:
+    x = torch.from_numpy(tiles).to(device, non_blocking=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), autocast_context(device, precision):
+        y = fn(x) if geometry is None else fn(x, geometry=geometry)
+    y = y.float()
+    if not torch.isfinite(y).all():
+        raise FloatingPointError(
+            f"the network produced NaN/Inf at precision {precision}; try precision='fp32'"
+        )
+    return y.cpu().numpy()
+
+
+def count_tiles(height: int, width: int, tile_size: int | None, overlap: int, pad_multiple: int = ALIGN) -> int:
+    return len(plan_tiles(height, width, tile_size, overlap, pad_multiple))
+
+
+__all__ = [
+    "TilePlan", "plan_tiles", "tiled_inference", "count_tiles", "reflect_pad", "round_up", "as_cancel_check",
+    "autocast_context",
+]

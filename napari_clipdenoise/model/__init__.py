@@ -1,0 +1,1 @@
+"""Network, checkpoint formats and the model registry."""

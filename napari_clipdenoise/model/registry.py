@@ -1,0 +1,267 @@
+"""Named models, the local model cache, installation and ``load_model``.
+
+Nothing here touches the network unless :func:`install_model` is given a URL.
+The cache folder is ``platformdirs.user_cache_dir("napari-clipdenoise")/models``
+unless the ``CLIPDENOISE_CACHE_DIR`` environment variable names another folder.
+Installed models are stored in the project format as ``<name>.safetensors``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import CheckpointError, ModelNotInstalledError
+
+CACHE_ENV_VAR = "CLIPDENOISE_CACHE_DIR"
+AUTHORS_RELEASE = "https://drive.google.com/drive/folders/1F8md2zen0iPlhGnI5-VdjdBOLY8DBIiF"
+REFERENCE_REPOSITORY = "https://github.com/alwaysuu/CLIPDenoising"
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    name: str
+    description: str
+    noise: str
+    in_channels: int
+    source: str
+    release_file: str
+    url: str | None = None  # a direct download link, when the publisher offers one
+    sha256: str | None = None
+
+
+REGISTRY: dict[str, RegistryEntry] = {
+    entry.name: entry
+    for entry in (
+        RegistryEntry(
+            "gaussian15",
+            "RGB/grayscale photographs and micrographs; the paper's synthetic-noise model. Trained on Gaussian"
+            " noise sigma 15/255 only; generalizes to other Gaussian levels, spatially correlated and Poisson noise.",
+            noise="gaussian sigma 15/255 (CBSD432)",
+            in_channels=3,
+            source=AUTHORS_RELEASE,
+            release_file="the synthetic-noise model (net_g_*.pth) in the authors' release folder",
+        ),
+        RegistryEntry(
+            "srgb",
+            "Real camera noise in 8-bit sRGB photographs (phones, DSLRs).",
+            noise="synthetic camera-pipeline Poisson-Gaussian noise (DIV2K, CBDNet-style ISP)",
+            in_channels=3,
+            source=AUTHORS_RELEASE,
+            release_file="the sRGB model (net_g_*.pth) in the authors' release folder",
+        ),
+        RegistryEntry(
+            "ldct",
+            "Low-dose CT slices (1 channel), intensities normalised as (HU + 1024) / 4096.",
+            noise="gaussian sigma 5/255 on normal-dose Mayo-2016 slices",
+            in_channels=1,
+            source=AUTHORS_RELEASE,
+            release_file="the CT model (net_g_*.pth) in the authors' release folder",
+        ),
+    )
+}
+
+
+def cache_dir() -> Path:
+    """The folder holding installed models (not created by this call)."""
+    override = os.environ.get(CACHE_ENV_VAR)
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("napari-clipdenoise")) / "models"
+
+
+def installed_path(name: str) -> Path:
+    return cache_dir() / f"{name}.safetensors"
+
+
+def installed_models() -> list[str]:
+    folder = cache_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.safetensors") if not p.name.startswith("."))
+
+
+def install_hint(name: str) -> str:
+    entry = REGISTRY.get(name)
+    where = cache_dir()
+    if entry is None:
+        known = ", ".join(sorted(set(REGISTRY) | set(installed_models())))
+        return (
+            f"no model named {name!r} is installed in {where} and it is not a file path. "
+            f"Known names: {known}. Install a checkpoint with: clipdenoise models import FILE --name {name}"
+        )
+    return (
+        f"model {name!r} is not installed (looked for {installed_path(name)}). Get {entry.release_file}"
+        f" from {entry.source} (linked from {REFERENCE_REPOSITORY}), then run:\n"
+        f"    clipdenoise models import PATH/TO/net_g_latest.pth --name {name}\n"
+        f"or set {CACHE_ENV_VAR} to a folder that already holds {name}.safetensors."
+    )
+
+
+@dataclass
+class DenoisingModel:
+    """A loaded denoiser: the torch network plus what is known about it."""
+
+    network: "object"
+    name: str
+    metadata: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def in_channels(self) -> int:
+        return self.network.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.network.out_channels
+
+    @property
+    def sha256(self) -> str | None:
+        return self.metadata.get("weights_sha256") or self.metadata.get("source_sha256")
+
+    @property
+    def device(self):
+        return next(self.network.parameters()).device
+
+    def to(self, device) -> "DenoisingModel":
+        self.network.to(device)
+        return self
+
+    def provenance(self) -> dict:
+        keys = ("name", "noise", "recipe", "project_version", "weights_sha256", "source_sha256", "source_file")
+        info = {k: self.metadata[k] for k in keys if k in self.metadata}
+        info["name"] = self.name
+        info["in_channels"] = self.in_channels
+        return info
+
+
+def load_model(source: "str | os.PathLike | DenoisingModel", *, device=None) -> DenoisingModel:
+    """Load a denoiser by registry/cache name or from a checkpoint path.
+
+    Parameters
+    ----------
+    source : str or path-like
+        A name installed in the cache (``gaussian15``, ``srgb``, ``ldct`` or one
+        you imported), or a path to a project ``.safetensors`` or reference ``.pth``.
+    device : str or torch.device, optional
+        Where to put the network; default: left on the CPU (``denoise`` moves it).
+
+    Raises
+    ------
+    ModelNotInstalledError
+        A known name whose weights are not installed; the message says what to get and how.
+    CheckpointError
+        The file exists but cannot be read or does not fit the network.
+    """
+    from .checkpoints import load_checkpoint
+
+    if isinstance(source, DenoisingModel):
+        return source.to(device) if device is not None else source
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    looks_like_path = path.suffix != "" or os.sep in text or (os.altsep and os.altsep in text)
+    if path.is_file():
+        name = path.stem
+    elif not looks_like_path and _NAME_PATTERN.match(text) and installed_path(text).is_file():
+        name, path = text, installed_path(text)
+    elif looks_like_path:
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    else:
+        raise ModelNotInstalledError(install_hint(text))
+    loaded = load_checkpoint(path)
+    metadata = dict(loaded.metadata)
+    model = DenoisingModel(loaded.network, metadata.get("name", name), metadata, path)
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def _download(url: str, destination: Path, progress: Callable[[int, int], None] | None, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "napari-clipdenoise"})
+    with urllib.request.urlopen(request, timeout=timeout) as response, open(destination, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0)
+        done = 0
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+    if total and done != total:
+        raise CheckpointError(f"download of {url} stopped after {done} of {total} bytes; try again")
+
+
+def install_model(
+    source: str | os.PathLike,
+    name: str,
+    *,
+    sha256: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """Validate a checkpoint (file path or http(s) URL) and install it in the cache as ``name``.
+
+    The file is loaded strictly (any mismatch is an error), checked against the
+    registry entry of the same name (channels) and against ``sha256`` if given,
+    then written in the project format to ``<cache>/<name>.safetensors`` via a
+    temporary file and a rename, so a failure never leaves a partial model.
+    """
+    from .checkpoints import file_sha256, load_checkpoint, save_checkpoint
+
+    if not _NAME_PATTERN.match(name):
+        raise ValueError(f"model name {name!r} must be 1-64 letters, digits, '_', '-' or '.' and start alphanumeric")
+    target = installed_path(name)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"a model named {name!r} is already installed at {target}; pass overwrite=True (--overwrite)")
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create the model cache folder {folder}: {exc}; set {CACHE_ENV_VAR} to a writable folder") from exc
+
+    text = os.fspath(source)
+    scheme = urllib.parse.urlparse(text).scheme
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".install-") as scratch:
+        if scheme in ("http", "https"):
+            local = Path(scratch) / (Path(urllib.parse.urlparse(text).path).name or "download.pth")
+            _download(text, local, progress, timeout)
+        else:
+            local = Path(text).expanduser()
+            if not local.is_file():
+                raise CheckpointError(f"checkpoint file not found: {local}")
+        digest = file_sha256(local)
+        if sha256 and digest.lower() != sha256.lower():
+            raise CheckpointError(f"{text}: sha256 is {digest}, expected {sha256}; the file is not the one expected")
+        loaded = load_checkpoint(local)
+        entry = REGISTRY.get(name)
+        if entry and loaded.network.in_channels != entry.in_channels:
+            raise CheckpointError(
+                f"{text} is a {loaded.network.in_channels}-channel model but {name!r} is a"
+                f" {entry.in_channels}-channel model; install it under another name"
+            )
+        metadata = {k: v for k, v in loaded.metadata.items() if k not in ("format", "config")}
+        metadata.update({"name": name, "installed_from": text, "source_sha256": metadata.get("source_sha256", digest)})
+        if entry:
+            metadata.setdefault("noise", entry.noise)
+            metadata.setdefault("description", entry.description)
+        staged = Path(scratch) / "model.safetensors"
+        save_checkpoint(loaded.network, staged, metadata)
+        shutil.move(str(staged), target)  # same filesystem: an atomic rename
+    return target
+
+
+def remove_model(name: str) -> None:
+    path = installed_path(name)
+    if not path.is_file():
+        raise ModelNotInstalledError(f"no model named {name!r} is installed in {cache_dir()}")
+    path.unlink()
