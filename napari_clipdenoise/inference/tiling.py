@@ -141,7 +141,8 @@ def autocast_context(device: torch.device, precision: str):
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text or "can't allocate memory" in text
 
 
 def tiled_inference(
@@ -164,8 +165,8 @@ def tiled_inference(
     ``fn`` maps a ``B x C x h x w`` tensor on ``device`` (h, w multiples of 16) to
     ``B x C_out x h x w``. ``on_tiles(n)`` is called after each batch with the
     number of tiles it finished; ``cancel`` (callable or Event) is checked before
-    each batch and raises :class:`DenoiseCancelled`. On CUDA out-of-memory the
-    batch is halved, then the tile size, down to 64 px.
+    each batch and raises :class:`DenoiseCancelled`. On out-of-memory (CUDA or
+    CPU allocator) the batch is halved, then the tile size, down to 64 px.
     """
     device = torch.device(device)
     should_stop = as_cancel_check(cancel)
@@ -215,9 +216,10 @@ def _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out
         try:
             result = _forward(fn, tiles, device, precision, channels_last, geometry)
         except Exception as exc:
-            if device.type != "cuda" or not _is_oom(exc):
+            if not _is_oom(exc):
                 raise
-            torch.cuda.empty_cache()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
             if batch_size > 1:
                 batch_size = max(1, batch_size // 2)
                 continue

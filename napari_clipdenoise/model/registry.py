@@ -163,8 +163,6 @@ def load_model(source: "str | os.PathLike | DenoisingModel", *, device=None) -> 
     CheckpointError
         The file exists but cannot be read or does not fit the network.
     """
-    from .checkpoints import load_checkpoint
-
     if isinstance(source, DenoisingModel):
         return source.to(device) if device is not None else source
     text = os.fspath(source)
@@ -178,6 +176,8 @@ def load_model(source: "str | os.PathLike | DenoisingModel", *, device=None) -> 
         raise CheckpointError(f"checkpoint file not found: {path}")
     else:
         raise ModelNotInstalledError(install_hint(text))
+    from .checkpoints import load_checkpoint  # imports torch: only once we know there is a file
+
     loaded = load_checkpoint(path)
     metadata = dict(loaded.metadata)
     model = DenoisingModel(loaded.network, metadata.get("name", name), metadata, path)
