@@ -71,6 +71,8 @@ def _as_rng(rng) -> np.random.Generator:
         return rng
     if rng is None:
         return np.random.default_rng()
+    if isinstance(rng, (np.random.SeedSequence, np.random.BitGenerator)):
+        return np.random.default_rng(rng)
     if isinstance(rng, (bool, np.bool_)) or not isinstance(rng, numbers.Integral) or rng < 0:
         raise TypeError(
             f"rng must be None, a non-negative integer seed or a numpy.random.Generator; got {rng!r}"
@@ -189,8 +191,10 @@ def add_noise(image, kind: str, level, *, rng=None, clip: bool | None = None, ch
             equal probability (all channels of a pixel together).
     level : float
         Noise level in the unit the model documents above.
-    rng : None, int or numpy.random.Generator, optional
-        Source of randomness; an integer seed or a Generator gives identical results on every call.
+    rng : None, int, numpy.random.Generator (or SeedSequence / BitGenerator), optional
+        Source of randomness. An integer seed gives identical results on every call; a Generator
+        is advanced (pass a fresh ``np.random.default_rng(seed)`` to repeat a result). None draws
+        fresh OS entropy.
     clip : bool, optional
         Clip the result to [0, 1]. Default :data:`DEFAULT_CLIP` [kind]: as the paper, no clipping
         for ``gaussian``/``spatial_gaussian`` (and ``speckle``), clipping for the Poisson models.

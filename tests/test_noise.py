@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 
 from napari_clipdenoise import noise
@@ -251,3 +253,39 @@ def test_estimate_noise_sigma_recovers_the_added_level():
     assert abs(est - 25 / 255) < 0.15 * 25 / 255
     with pytest.raises(ValueError, match="NaN"):
         estimate_noise_sigma(np.full((8, 8), np.nan))
+
+
+def test_model_names_and_clip_defaults():
+    assert list(NOISE_MODELS) == ["gaussian", "poisson", "poisson_peak", "spatial_gaussian", "speckle", "salt_pepper"]
+    assert set(noise.DEFAULT_CLIP) == set(NOISE_MODELS)
+    assert not noise.DEFAULT_CLIP["gaussian"] and not noise.DEFAULT_CLIP["spatial_gaussian"]
+    assert noise.DEFAULT_CLIP["poisson"] and noise.DEFAULT_CLIP["poisson_peak"]
+
+
+def test_channel_axis_position_does_not_change_the_noise_structure():
+    clean = np.full((3, 32, 40), 0.5)
+    first = add_noise(clean, "spatial_gaussian", 50, rng=3, channel_axis=0)
+    last = add_noise(np.moveaxis(clean, 0, -1), "spatial_gaussian", 50, rng=3, channel_axis=-1)
+    # same draws in a different memory layout, but the same per-channel 3x3 blur
+    for n in (first - 0.5, np.moveaxis(last, -1, 0) - 0.5):
+        for c in range(3):
+            assert np.corrcoef(n[c, :, :-1].ravel(), n[c, :, 1:].ravel())[0, 1] > 0.5
+    sp = add_noise(clean, "salt_pepper", 0.2, rng=3, channel_axis=0)
+    hit = np.any(sp != 0.5, axis=0)
+    assert hit.sum() == 256 and np.all(sp[:, hit].min(axis=0) == sp[:, hit].max(axis=0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.lists(st.integers(2, 12), min_size=2, max_size=4).map(tuple),
+    dtype=st.sampled_from([np.float16, np.float32, np.float64]),
+    kind=st.sampled_from(sorted(NOISE_MODELS)),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_any_shape_and_float_dtype(shape, dtype, kind, seed):
+    clean = np.random.default_rng(seed).random(shape).astype(dtype)
+    out = add_noise(clean, kind, LEVELS[kind], rng=seed, clip=True)
+    assert out.shape == clean.shape
+    assert out.dtype == (np.float64 if dtype == np.float64 else np.float32)
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    np.testing.assert_array_equal(out, add_noise(clean, kind, LEVELS[kind], rng=seed, clip=True))
