@@ -97,21 +97,28 @@ def _check_level(kind: str, level) -> float:
     return level
 
 
-def _check_image01(image, name: str = "image") -> np.ndarray:
-    """Float array, at least 2D, finite, inside [0, 1] (returned as is, never modified)."""
+def _check_image(image, kind: str, name: str = "image") -> np.ndarray:
+    """Float array, at least 2D, finite; inside [0, 1] for "poisson", >= 0 for "poisson_peak".
+
+    The additive models accept values slightly outside [0, 1] (e.g. an already noisy, unclipped
+    image), so that noises can be chained. Returned as is, never modified.
+    """
     array = np.asarray(image)
     if array.dtype.kind not in "f":
         hint = " (divide by the dtype's maximum, e.g. skimage.util.img_as_float)" if array.dtype.kind in "uib" else ""
-        raise ValueError(f"{name} must be a floating-point array with values in [0, 1]; got dtype {array.dtype}{hint}")
+        raise ValueError(f"{name} must be a floating-point array on the [0, 1] scale; got dtype {array.dtype}{hint}")
     if array.ndim < 2 or array.size == 0:
         raise ValueError(f"{name} must be a non-empty array with at least 2 dimensions (Y, X); got shape {array.shape}")
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values; replace them before adding noise")
     low, high = float(array.min()), float(array.max())
-    if low < 0.0 or high > 1.0:
+    if kind == "poisson" and (low < 0.0 or high > 1.0):
         raise ValueError(
-            f"{name} values must lie in [0, 1]; got min {low:g}, max {high:g} (rescale the image to [0, 1] first)"
+            f"{name} values must lie in [0, 1] for noise 'poisson' (quantized to 8 bits); got min {low:g}, "
+            f"max {high:g} (rescale the image to [0, 1] first)"
         )
+    if kind == "poisson_peak" and low < 0.0:
+        raise ValueError(f"{name} values must be >= 0 for noise 'poisson_peak' (photon rates); got min {low:g}")
     return array
 
 
@@ -169,7 +176,9 @@ def add_noise(image, kind: str, level, *, rng=None, clip: bool | None = None, ch
     Parameters
     ----------
     image : ndarray, float, shape (Y, X), (Y, X, 3) or any (..., Y, X)
-        Clean image with values in [0, 1]. Never modified.
+        Clean image on the [0, 1] scale (the levels refer to it). ``"poisson"`` needs values in
+        [0, 1], ``"poisson_peak"`` values >= 0; the other models accept any finite values, so an
+        unclipped noisy image can be given more noise. Never modified.
     kind : str
         One of :data:`NOISE_MODELS`:
 
@@ -210,14 +219,15 @@ def add_noise(image, kind: str, level, *, rng=None, clip: bool | None = None, ch
     Raises
     ------
     ValueError
-        unknown ``kind``, a level out of range, a non-float / NaN / out-of-[0, 1] image.
+        unknown ``kind``, a level out of range, a non-float / NaN image, values out of range for
+        the Poisson models.
     TypeError
         ``level`` not a real number, ``rng`` of an unsupported type.
     """
     if kind not in NOISE_MODELS:
         raise ValueError(f"kind must be one of {sorted(NOISE_MODELS)}; got {kind!r}")
     level = _check_level(kind, level)
-    array = _check_image01(image)
+    array = _check_image(image, kind)
     cax = _resolve_channel_axis(array, channel_axis)
     generator = _as_rng(rng)
     if clip is None:

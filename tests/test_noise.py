@@ -233,6 +233,8 @@ def test_bad_images_and_rng_are_rejected():
         add_noise(np.zeros((8, 8), dtype=np.uint8), "gaussian", 5)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         add_noise(np.full((8, 8), 255.0), "poisson", 2)
+    with pytest.raises(ValueError, match=">= 0"):
+        add_noise(np.full((8, 8), -0.1), "poisson_peak", 10)
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         add_noise(np.zeros(8), "gaussian", 5)
     with pytest.raises(TypeError, match="rng"):
@@ -289,3 +291,11 @@ def test_any_shape_and_float_dtype(shape, dtype, kind, seed):
     assert out.dtype == (np.float64 if dtype == np.float64 else np.float32)
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     np.testing.assert_array_equal(out, add_noise(clean, kind, LEVELS[kind], rng=seed, clip=True))
+
+
+def test_noises_can_be_chained_on_an_unclipped_image():
+    clean = np.full((32, 32), 0.9)
+    shot = add_noise(clean, "poisson_peak", 20, rng=0, clip=False)
+    assert shot.max() > 1  # unclipped
+    both = add_noise(shot, "gaussian", 5, rng=1)
+    np.testing.assert_array_equal(both, shot + np.random.default_rng(1).normal(0, 5 / 255, shot.shape))
