@@ -1,0 +1,147 @@
+"""Which format a path is, how to open it and how to write its denoised twin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .base import ImageSource, OutputSink, UnreadableImageError, UnsupportedFormatError
+
+_SUFFIX_KINDS = {
+    ".tif": "tiff", ".tiff": "tiff", ".btf": "tiff", ".tf8": "tiff",
+    ".png": "png",
+    ".jpg": "jpeg", ".jpeg": "jpeg",
+    ".npy": "npy",
+    ".zarr": "zarr",
+}
+#: Extensions the batch mode reads, for help texts and error messages.
+SUPPORTED_EXTENSIONS = tuple(sorted(_SUFFIX_KINDS))
+OUTPUT_SUFFIX = "_denoised"
+
+
+def split_name(path: Path) -> tuple[str, str]:
+    """``(stem, extension)`` keeping double extensions such as ``.ome.tif`` and ``.ome.zarr`` together."""
+    name = path.name
+    lower = name.lower()
+    for double in (".ome.tiff", ".ome.tif", ".ome.btf", ".ome.zarr"):
+        if lower.endswith(double) and len(name) > len(double):
+            return name[: -len(double)], name[-len(double):]
+    return path.stem, path.suffix
+
+
+def format_of(path: Path) -> str:
+    """The reader kind for ``path`` (``tiff``, ``png``, ``jpeg``, ``npy``, ``zarr``).
+
+    Raises UnsupportedFormatError naming the extensions that are supported.
+    """
+    from .arrays import is_zarr_dir
+
+    if path.is_dir():
+        if is_zarr_dir(path):
+            return "zarr"
+        raise UnsupportedFormatError("is a folder, not a zarr array (pass --recursive to process folders inside folders)")
+    kind = _SUFFIX_KINDS.get(path.suffix.lower())
+    if kind is None or kind == "zarr":
+        extension = path.suffix or "(no extension)"
+        raise UnsupportedFormatError(
+            f"unsupported file type {extension}; supported: {', '.join(SUPPORTED_EXTENSIONS)} (zarr: an array folder)"
+        )
+    return kind
+
+
+def output_name(path: Path) -> str:
+    """``<stem>_denoised.<ext>`` for an input path."""
+    stem, extension = split_name(path)
+    return f"{stem}{OUTPUT_SUFFIX}{extension}"
+
+
+def looks_like_output(path: Path) -> bool:
+    """Whether a file found in a folder is itself a result (``*_denoised.*`` or its sidecar)."""
+    name = path.name
+    if name.endswith(".json") and OUTPUT_SUFFIX + "." in name:
+        return True
+    return split_name(path)[0].endswith(OUTPUT_SUFFIX)
+
+
+def open_source(path: Path) -> ImageSource:
+    """Open an input lazily; raise UnsupportedFormatError or UnreadableImageError with the reason."""
+    kind = format_of(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise UnreadableImageError("the file is empty (0 bytes)")
+    if kind == "tiff":
+        from .tiff import read_tiff
+
+        return read_tiff(path)
+    if kind in ("png", "jpeg"):
+        from .raster import read_raster
+
+        return read_raster(path, kind)
+    if kind == "npy":
+        from .arrays import read_npy
+
+        return read_npy(path)
+    from .arrays import read_zarr
+
+    return read_zarr(path)
+
+
+def check_output_dtype(source: ImageSource, dtype) -> None:
+    """Raise ValueError when the output format cannot hold ``dtype`` (before any pixel is computed)."""
+    import numpy as np
+
+    from .raster import JPEG_DTYPES, PNG_DTYPES
+
+    allowed = {"png": PNG_DTYPES, "jpeg": JPEG_DTYPES}.get(source.kind)
+    if allowed is not None and np.dtype(dtype) not in allowed:
+        names = " or ".join(str(d) for d in allowed)
+        raise ValueError(f"{source.kind.upper()} files hold {names} pixels, not {np.dtype(dtype)}; drop --output-dtype")
+
+
+def open_sink(source: ImageSource, temporary: Path, shape, dtype, provenance: dict) -> OutputSink:
+    """Create the output for ``source`` at ``temporary`` (same format, given shape and dtype)."""
+    if source.kind == "tiff":
+        from .tiff import TiffSink
+
+        return TiffSink(temporary, source, shape, dtype, provenance)
+    if source.kind in ("png", "jpeg"):
+        from .raster import RasterSink
+
+        return RasterSink(temporary, source, dtype, provenance)
+    if source.kind == "npy":
+        from .arrays import NpySink
+
+        return NpySink(temporary, shape, dtype)
+    from .arrays import ZarrSink
+
+    return ZarrSink(temporary, source, shape, dtype, provenance)
+
+
+def read_provenance(path: Path) -> dict | None:
+    """The provenance of an output: from its metadata, else from its ``.json`` sidecar."""
+    from .provenance import sidecar_path
+
+    path = Path(path)
+    kind = format_of(path)
+    found = None
+    if kind == "tiff":
+        from .tiff import read_provenance as reader
+
+        found = reader(path)
+    elif kind == "png":
+        from .raster import read_provenance as reader
+
+        found = reader(path)
+    elif kind == "zarr":
+        from .arrays import read_zarr_provenance
+
+        found = read_zarr_provenance(path)
+    if found is None and sidecar_path(path).is_file():
+        found = json.loads(sidecar_path(path).read_text())
+    return found
+
+
+__all__ = [
+    "ImageSource", "OutputSink", "UnreadableImageError", "UnsupportedFormatError", "SUPPORTED_EXTENSIONS",
+    "split_name", "format_of", "output_name", "looks_like_output", "open_source", "open_sink",
+    "check_output_dtype", "read_provenance",
+]

@@ -1,0 +1,244 @@
+"""TIFF in and out: plain multi-page, ImageJ hyperstacks and OME-TIFF, with their metadata.
+
+Reading: the first series; uncompressed contiguous data is memory-mapped, other
+large files are read chunk by chunk through ``tifffile``'s zarr store.
+Writing: the same flavour (ImageJ/OME/plain), axes, resolution, photometric
+interpretation and ImageJ/OME metadata as the input; provenance in the ImageJ
+``Properties``, an OME ``MapAnnotation`` or the JSON image description. Outputs
+larger than 2 GB are BigTIFF (except ImageJ files, which ImageJ reads only as classic TIFF).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .base import IN_MEMORY_BYTES, ImageSource, OutputSink, UnreadableImageError
+from .provenance import OME_NAMESPACE, PROVENANCE_KEY, to_json
+
+BIGTIFF_BYTES = 2**31 - 2**25  # leave room for tags and descriptions below 2 GiB
+IMAGEJ_DTYPES = {np.dtype(t) for t in ("uint8", "uint16", "int16", "float32")}
+_IMAGEJ_COMPUTED = ("ImageJ", "images", "channels", "slices", "frames", "hyperstack", "axes")
+_OME_PIXEL_KEYS = (
+    "PhysicalSizeX", "PhysicalSizeXUnit", "PhysicalSizeY", "PhysicalSizeYUnit", "PhysicalSizeZ",
+    "PhysicalSizeZUnit", "TimeIncrement", "TimeIncrementUnit", "SignificantBits",
+)
+_OME_CHANNEL_KEYS = ("Name", "Color", "EmissionWavelength", "EmissionWavelengthUnit", "ExcitationWavelength",
+                     "ExcitationWavelengthUnit", "Fluor", "AcquisitionMode", "ContrastMethod", "IlluminationType")
+
+
+def _axes_for_core(axes: str) -> str | None:
+    """tifffile's axes string if the core can use it as is (Y and X once, letters unique)."""
+    if axes and "Y" in axes and "X" in axes and len(set(axes)) == len(axes) and axes.isalpha():
+        return axes
+    return None
+
+
+def _ome_metadata(xml: str) -> dict:
+    """The parts of an OME-XML document that describe the first image's pixels and channels."""
+    import tifffile
+
+    ome = tifffile.xml2dict(xml).get("OME", {})
+    image = ome.get("Image", {})
+    if isinstance(image, list):
+        image = image[0]
+    pixels = image.get("Pixels", {})
+    kept = {k: pixels[k] for k in _OME_PIXEL_KEYS if k in pixels}
+    for key in ("Name", "Description"):
+        if isinstance(image.get(key), (str, int, float)):
+            kept[key] = image[key]
+    channels = pixels.get("Channel", [])
+    channels = [channels] if isinstance(channels, dict) else list(channels)
+    if channels:
+        per_key = {k: [c.get(k) for c in channels] for k in _OME_CHANNEL_KEYS}
+        per_key = {k: v for k, v in per_key.items() if all(x is not None for x in v)}
+        if per_key:
+            kept["Channel"] = per_key
+    return kept
+
+
+def read_tiff(path: Path) -> ImageSource:
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as exc:
+        raise UnreadableImageError(f"not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
+    try:
+        if not tif.series:
+            raise UnreadableImageError("the TIFF file holds no image series")
+        series = tif.series[0]
+        page = series.keyframe
+        shape = tuple(series.shape)
+        dtype = np.dtype(series.dtype)
+        flavour = "ome" if tif.is_ome else "imagej" if tif.is_imagej else "plain"
+        info: dict = {
+            "flavour": flavour,
+            "series_axes": series.axes,
+            "photometric": int(page.photometric),
+            "planarconfig": int(page.planarconfig),
+            "compression": int(page.compression),
+            "resolution": tuple(float(r) for r in page.resolution) if "XResolution" in page.tags else None,
+            "resolutionunit": int(page.resolutionunit) if "ResolutionUnit" in page.tags else None,
+        }
+        notes = []
+        if len(tif.series) > 1:
+            notes.append(f"the file has {len(tif.series)} image series; only the first is denoised")
+        if len(series.levels) > 1:
+            notes.append(f"the pyramid's {len(series.levels) - 1} reduced levels are not written to the output")
+        if flavour == "imagej":
+            info["imagej_metadata"] = {k: v for k, v in (tif.imagej_metadata or {}).items() if k not in _IMAGEJ_COMPUTED}
+        elif flavour == "ome":
+            info["ome_metadata"] = _ome_metadata(tif.ome_metadata)
+        else:
+            shaped = tif.shaped_metadata
+            if shaped:
+                info["shaped_metadata"] = {k: v for k, v in shaped[0].items() if k not in ("shape", "axes", PROVENANCE_KEY)}
+            elif page.description:
+                info["original_description"] = page.description
+
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        data = None
+        closer = tif.close
+        if nbytes > IN_MEMORY_BYTES and series.dataoffset is not None:
+            try:
+                data = tifffile.memmap(path, series=0, mode="r")
+                if tuple(data.shape) != shape:
+                    data = data.reshape(shape)
+                tif.close()
+                closer = None
+                notes.append("read lazily (memory-mapped)")
+            except Exception:  # noqa: BLE001 - not mappable after all: fall back to chunked reading
+                data = None
+        if data is None and nbytes > IN_MEMORY_BYTES:
+            import zarr
+
+            data = zarr.open(series.aszarr(), mode="r")
+            notes.append("read lazily (chunk by chunk)")
+        if data is None:
+            data = series.asarray()
+            tif.close()
+            closer = None
+    except UnreadableImageError:
+        tif.close()
+        raise
+    except Exception as exc:
+        tif.close()
+        raise UnreadableImageError(f"TIFF data cannot be read ({type(exc).__name__}: {exc})") from exc
+    axes = _axes_for_core(series.axes)
+    source = "OME metadata" if flavour == "ome" else "ImageJ metadata" if flavour == "imagej" else "TIFF series"
+    return ImageSource(path, "tiff", data, axes, source if axes else "guessed from the shape", info, notes, closer)
+
+
+class TiffSink(OutputSink):
+    """A TIFF output memory-mapped while the core fills it, or written at once (compressed inputs)."""
+
+    def __init__(self, temporary: Path, source: ImageSource, shape, dtype, provenance: dict):
+        self.temporary = temporary
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.kwargs = self._write_options(source, provenance)
+        self.notes: list[str] = []
+        self.compression = None
+        nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        if source.info.get("compression", 1) != 1 and nbytes <= IN_MEMORY_BYTES:
+            self.compression = "zlib"  # re-encoded with deflate (the codec every TIFF reader has)
+            self.array = None
+        else:
+            self.array = self._memmap()
+
+    def _write_options(self, source: ImageSource, provenance: dict) -> dict:
+        info = source.info
+        axes = info.get("series_axes")
+        kwargs: dict = {"photometric": info.get("photometric")}
+        if "S" in (axes or ""):  # samples per pixel (RGB): keep them interleaved or planar as they were
+            kwargs["planarconfig"] = info.get("planarconfig")
+        if info.get("resolution"):
+            kwargs["resolution"] = info["resolution"]
+            if info.get("resolutionunit") is not None:
+                kwargs["resolutionunit"] = info["resolutionunit"]
+        flavour = info.get("flavour", "plain")
+        nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        if flavour == "imagej" and self.dtype in IMAGEJ_DTYPES:
+            metadata = dict(info.get("imagej_metadata", {}))
+            properties = dict(metadata.get("Properties") or {})
+            properties[PROVENANCE_KEY] = to_json(provenance)
+            metadata["Properties"] = properties
+            metadata["axes"] = axes
+            kwargs.update(imagej=True, metadata=metadata)
+            return kwargs
+        if flavour == "ome":
+            metadata = dict(info.get("ome_metadata", {}))
+            metadata["axes"] = axes
+            metadata["MapAnnotation"] = {"Namespace": OME_NAMESPACE, PROVENANCE_KEY: to_json(provenance)}
+            kwargs.update(ome=True, metadata=metadata)
+        else:
+            metadata = dict(info.get("shaped_metadata", {}))
+            if info.get("original_description"):
+                metadata["original_description"] = info["original_description"]
+            metadata["axes"] = axes
+            metadata[PROVENANCE_KEY] = provenance
+            kwargs.update(ome=False, imagej=False, metadata=metadata)
+        if nbytes > BIGTIFF_BYTES:
+            kwargs["bigtiff"] = True
+        return kwargs
+
+    def _memmap(self):
+        import tifffile
+
+        try:
+            return tifffile.memmap(self.temporary, shape=self.shape, dtype=self.dtype, **self.kwargs)
+        except Exception:  # noqa: BLE001 - metadata the writer rejects: keep axes, resolution, provenance
+            if "metadata" not in self.kwargs or not self.kwargs.get("ome"):
+                raise
+            metadata = self.kwargs["metadata"]
+            self.kwargs["metadata"] = {k: metadata[k] for k in ("axes", "MapAnnotation")}
+            self.temporary.unlink(missing_ok=True)
+            return tifffile.memmap(self.temporary, shape=self.shape, dtype=self.dtype, **self.kwargs)
+
+    def finish(self, result) -> None:
+        import tifffile
+
+        if self.array is not None:
+            self.array.flush()
+            mm = getattr(self.array, "_mmap", None)
+            self.array = None
+            if mm is not None:
+                mm.close()
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tifffile.imwrite(self.temporary, np.asarray(result), compression=self.compression, **self.kwargs)
+
+    def abort(self) -> None:
+        mm = getattr(self.array, "_mmap", None) if self.array is not None else None
+        self.array = None
+        if mm is not None:
+            mm.close()
+
+
+def read_provenance(path: Path) -> dict | None:
+    """The provenance stored in a TIFF written by :class:`TiffSink` (for tests and users)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if tif.is_imagej:
+            text = (tif.imagej_metadata or {}).get("Properties", {}).get(PROVENANCE_KEY)
+            return json.loads(text) if text else None
+        if tif.is_ome:
+            ome = tifffile.xml2dict(tif.ome_metadata).get("OME", {})
+            annotations = ome.get("StructuredAnnotations", {}).get("MapAnnotation", [])
+            annotations = [annotations] if isinstance(annotations, dict) else annotations
+            for annotation in annotations:
+                if annotation.get("Namespace") == OME_NAMESPACE:
+                    values = annotation["Value"]["M"]
+                    values = [values] if isinstance(values, dict) else values
+                    for item in values:
+                        if item.get("K") == PROVENANCE_KEY:
+                            return json.loads(item["value"])
+            return None
+        shaped = tif.shaped_metadata
+        return shaped[0].get(PROVENANCE_KEY) if shaped else None
