@@ -196,10 +196,14 @@ def ssim(reference, test, *, data_range: float = 1.0, channel_axis=None) -> floa
 
 
 def _to_255(image, name: str) -> np.ndarray:
+    """``image * 255`` computed in the image's own float dtype, then float64 (as the reference does:
+    its float32 arrays are multiplied by 255.0 in float32 before the metrics cast to float64)."""
     array = np.asarray(image)
     if array.dtype.kind not in "f":
         raise ValueError(f"{name} must be a float image on the [0, 1] scale; got dtype {array.dtype}")
-    return array.astype(np.float64) * 255.0
+    if array.dtype.itemsize < 4:
+        array = array.astype(np.float32)
+    return (array * array.dtype.type(255.0)).astype(np.float64)
 
 
 def _reference_channel_axis(array: np.ndarray):
@@ -208,6 +212,9 @@ def _reference_channel_axis(array: np.ndarray):
 
 def reference_psnr(clean01, output01) -> float:
     """The paper's PSNR: ``clean*255`` vs ``output*255`` in float64, no rounding, data range 255.
+
+    The products are formed in the inputs' dtype (float32 for the reference's images), then cast
+    to float64, exactly as the reference evaluation does.
 
     Parameters
     ----------
@@ -238,7 +245,7 @@ def real_noise_metrics(clean_uint8, output01) -> tuple[float, float]:
     ----------
     clean_uint8 : ndarray, uint8, shape (H, W, 3) or (H, W)
     output01 : ndarray, float, same shape, [0, 1] scale; clipped to [0, 1], then ``round(x*255)``
-        to uint8.
+        (in the output's dtype, round half to even) to uint8.
 
     Returns
     -------
@@ -253,7 +260,10 @@ def real_noise_metrics(clean_uint8, output01) -> tuple[float, float]:
         raise ValueError(f"output01 must be a float image on the [0, 1] scale; got dtype {out.dtype}")
     if not np.isfinite(out).all():
         raise ValueError("output01 contains NaN or infinite values")
-    out8 = np.round(np.clip(out.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
+    if out.dtype.itemsize < 4:
+        out = out.astype(np.float32)
+    # as the reference: clamp, scale by 255 in the output's dtype (float32 there), round half to even
+    out8 = np.round(np.clip(out, 0, 1) * out.dtype.type(255.0)).astype(np.uint8)
     channel_axis = _reference_channel_axis(clean)
     return (
         psnr(clean, out8, data_range=255.0),

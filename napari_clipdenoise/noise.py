@@ -73,10 +73,10 @@ def _as_rng(rng) -> np.random.Generator:
         return np.random.default_rng()
     if isinstance(rng, (np.random.SeedSequence, np.random.BitGenerator)):
         return np.random.default_rng(rng)
-    if isinstance(rng, (bool, np.bool_)) or not isinstance(rng, numbers.Integral) or rng < 0:
-        raise TypeError(
-            f"rng must be None, a non-negative integer seed or a numpy.random.Generator; got {rng!r}"
-        )
+    if isinstance(rng, (bool, np.bool_)) or not isinstance(rng, numbers.Integral):
+        raise TypeError(f"rng must be None, a non-negative integer seed or a numpy.random.Generator; got {rng!r}")
+    if rng < 0:
+        raise ValueError(f"rng seed must be a non-negative integer; got {rng!r}")
     return np.random.default_rng(int(rng))
 
 

@@ -128,9 +128,10 @@ def test_ssim_validation():
 
 def test_reference_metrics_are_on_the_255_scale():
     clean, noisy = _pair((21, 25, 3), seed=5)
-    assert metrics.reference_psnr(clean, noisy) == pytest.approx(
-        psnr(clean.astype(np.float64) * 255, noisy * 255, data_range=255), abs=1e-12
-    )
+    noisy = noisy.astype(np.float32)  # the network output is float32
+    # the reference multiplies its float32 images by 255.0 (staying float32), then casts to float64
+    a, b = (clean * 255.0).astype(np.float64), (noisy * 255.0).astype(np.float64)
+    assert metrics.reference_psnr(clean, noisy) == pytest.approx(20 * math.log10(255.0 / math.sqrt(np.mean((a - b) ** 2))), abs=1e-12)
     expected_ssim = np.mean(
         [_ssim_by_hand(clean[..., c] * 255.0, noisy[..., c] * 255.0, 255, "valid") for c in range(3)]
     )

@@ -239,6 +239,8 @@ def test_bad_images_and_rng_are_rejected():
         add_noise(np.zeros(8), "gaussian", 5)
     with pytest.raises(TypeError, match="rng"):
         add_noise(np.zeros((8, 8)), "gaussian", 5, rng="seed")
+    with pytest.raises(ValueError, match="non-negative"):
+        add_noise(np.zeros((8, 8)), "gaussian", 5, rng=-1)
     with pytest.raises(ValueError, match="channel_axis"):
         add_noise(np.zeros((8, 8)), "spatial_gaussian", 5, channel_axis=2)
 
