@@ -1,0 +1,458 @@
+"""The Denoise dock widget: pick a layer and a model, run in a worker thread, get ``<input>_denoised``.
+
+Building the widget reads only the model cache folder; torch is imported and the
+model loaded in the worker thread on the first Run, and kept for later runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Generator
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import DenoiseCancelled, ModelNotInstalledError
+from ..inference.axes import parse_axes
+from . import _layers
+from ._layer_combo import ImageLayerCombo
+from ._model_combo import ModelCombo
+from ._worker import JobOutcome, Progress, iterate_progress
+
+logger = logging.getLogger(__name__)
+
+DENOISED_SUFFIX = "_denoised"
+PREVIEW_SUFFIX = "_denoised_preview"
+RESIDUAL_SUFFIX = "_residual"
+OUTPUT_SUFFIXES = (DENOISED_SUFFIX, PREVIEW_SUFFIX, RESIDUAL_SUFFIX)
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ERROR_STYLE = "color: #ff6b6b;"
+HINT_STYLE = "color: #ffb347;"
+
+
+@dataclass(frozen=True)
+class DenoiseSettings:
+    """The options of one run, as passed to :func:`napari_clipdenoise.denoise`."""
+
+    axes: str
+    tile_size: int | None = 1024
+    overlap: int = 256
+    device: str = "auto"
+    precision: str = "auto"
+
+    def as_kwargs(self) -> dict:
+        return asdict(self)
+
+
+def denoise_job(image, source, settings: DenoiseSettings, cancel: threading.Event) -> Generator[Progress, None, JobOutcome]:
+    """The worker's generator: load the model (if needed), denoise, yield per tile batch.
+
+    Returns a :class:`JobOutcome` whose value is the result array; errors and
+    cancellation are returned, not raised, so the widget decides how to show them.
+    """
+    started = time.perf_counter()
+    try:
+        yield Progress(0, 0, "loading model")
+        from ..inference.pipeline import denoise
+        from ..model.registry import load_model
+
+        model = load_model(source)
+        if cancel.is_set():
+            return JobOutcome(cancelled=True)
+        result = yield from iterate_progress(
+            lambda progress: denoise(image, model, progress=progress, cancel=cancel, **settings.as_kwargs()),
+            message="denoising",
+            cancel=cancel,
+        )
+    except DenoiseCancelled:
+        return JobOutcome(cancelled=True)
+    except Exception as exc:  # shown to the user by the widget; the widget stays usable
+        logger.debug("denoise job failed", exc_info=True)
+        return JobOutcome(error=exc)
+    if cancel.is_set():  # pressed Cancel as the last tile finished: still add nothing
+        return JobOutcome(cancelled=True)
+    return JobOutcome(result, info={"model": model, "seconds": time.perf_counter() - started})
+
+
+class DenoiseWidget(QWidget):
+    """Dock widget: denoise an image layer with a CLIP denoiser.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self._worker = None
+        self._cancel: threading.Event | None = None
+        self._pbar = None
+        self._model_cache: tuple[Any, Any] | None = None  # (cache key, loaded DenoisingModel)
+        self._axes_layer = None
+        self._build()
+        self._on_layer_changed(self.layer_combo.layer())
+        self._on_model_changed(self.model_combo.source())
+
+    # ----------------------------------------------------------------- layout
+    def _build(self) -> None:
+        self.layer_combo = ImageLayerCombo(self.viewer, self, exclude_suffixes=OUTPUT_SUFFIXES)
+        self.model_combo = ModelCombo(self)
+        self.refresh_models = QToolButton(self)
+        self.refresh_models.setText("↻")
+        self.refresh_models.setToolTip("Re-read the model cache (after installing a model)")
+        self.model_hint = QLabel(self)
+        self.model_hint.setWordWrap(True)
+        self.model_hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.model_hint.setStyleSheet(HINT_STYLE)
+        self.axes_edit = QLineEdit(self)
+        self.axes_edit.setToolTip(
+            "One letter per array axis: Y and X (required), C or S for channels/colour,"
+            " any other letter (Z, T...) for axes denoised plane by plane."
+        )
+        self.axes_note = QLabel(self)
+        self.axes_note.setWordWrap(True)
+        self.residual_check = QCheckBox("Add residual layer (input − denoised)", self)
+
+        self.advanced_toggle = QToolButton(self)
+        self.advanced_toggle.setText("Advanced")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_toggle.setStyleSheet("QToolButton { border: none; }")
+        self.advanced = QWidget(self)
+        self.tile_size = QSpinBox(self.advanced)
+        self.tile_size.setRange(0, 8192)
+        self.tile_size.setSingleStep(16)
+        self.tile_size.setValue(1024)
+        self.tile_size.setSpecialValueText("whole plane")
+        self.tile_size.setSuffix(" px")
+        self.tile_size.setToolTip("Tile edge in pixels (multiple of 16); 0 = each plane in one pass")
+        self.overlap = QSpinBox(self.advanced)
+        self.overlap.setRange(0, 4096)
+        self.overlap.setSingleStep(16)
+        self.overlap.setValue(256)
+        self.overlap.setSuffix(" px")
+        self.overlap.setToolTip("Pixels shared by neighbouring tiles, blended to hide seams")
+        self.device = QComboBox(self.advanced)
+        self.device.addItems(DEVICES)
+        self.device.setToolTip("auto: CUDA GPU, else Apple MPS, else CPU")
+        self.precision = QComboBox(self.advanced)
+        self.precision.addItems(PRECISIONS)
+        self.precision.setToolTip("auto: bf16 where the hardware runs it natively, else fp32")
+        advanced_form = QFormLayout(self.advanced)
+        advanced_form.setContentsMargins(12, 0, 0, 0)
+        advanced_form.addRow("Tile size", self.tile_size)
+        advanced_form.addRow("Overlap", self.overlap)
+        advanced_form.addRow("Device", self.device)
+        advanced_form.addRow("Precision", self.precision)
+        self.advanced.setVisible(False)
+
+        self.run_button = QPushButton("Denoise", self)
+        self.run_button.setToolTip("Denoise the whole layer into <layer>_denoised")
+        self.preview_button = QPushButton("Preview slice", self)
+        self.preview_button.setToolTip("Denoise only the plane shown now (stacks)")
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setEnabled(False)
+        self.progress_bar = QProgressBar(self)
+        self.progress_bar.setTextVisible(True)
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.status = QLabel("", self)
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(self.refresh_models)
+        form = QFormLayout()
+        form.addRow("Image", self.layer_combo)
+        form.addRow("Model", model_row)
+        form.addRow(self.model_hint)
+        form.addRow("Axes", self.axes_edit)
+        form.addRow(self.axes_note)
+        form.addRow(self.residual_check)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.preview_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.advanced_toggle)
+        layout.addWidget(self.advanced)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.layer_combo.layer_changed.connect(self._on_layer_changed)
+        self.model_combo.source_changed.connect(self._on_model_changed)
+        self.refresh_models.clicked.connect(self._on_refresh_models)
+        self.axes_edit.textEdited.connect(self._on_axes_edited)
+        self.advanced_toggle.toggled.connect(self._on_advanced_toggled)
+        self.run_button.clicked.connect(lambda: self.run())
+        self.preview_button.clicked.connect(lambda: self.run(preview=True))
+        self.cancel_button.clicked.connect(self.cancel)
+
+    # ----------------------------------------------------------------- state
+    @property
+    def is_running(self) -> bool:
+        return self._worker is not None
+
+    def settings(self) -> DenoiseSettings:
+        """The current options; raises ValueError naming the problem if the axes do not fit the layer."""
+        axes = self._validate_axes()
+        tile = self.tile_size.value() or None
+        if tile is not None and tile % 16:
+            raise ValueError(f"tile size must be a multiple of 16, got {tile}")
+        overlap = self.overlap.value()
+        if tile is not None and overlap >= tile:
+            raise ValueError(f"overlap ({overlap} px) must be smaller than the tile size ({tile} px)")
+        return DenoiseSettings(axes, tile, overlap, self.device.currentText(), self.precision.currentText())
+
+    def set_checkpoint(self, path: str | os.PathLike) -> None:
+        """Select a checkpoint file as the model (what "Load checkpoint…" does after its dialog)."""
+        self.model_combo.add_checkpoint(path)
+
+    def _on_advanced_toggled(self, shown: bool) -> None:
+        self.advanced.setVisible(shown)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
+    def _on_refresh_models(self) -> None:
+        self.model_combo.refresh()
+        self._on_model_changed(self.model_combo.source())
+
+    def _on_model_changed(self, source) -> None:
+        hint = self.model_combo.missing_hint()
+        self.model_hint.setText(hint)
+        self.model_hint.setVisible(bool(hint))
+
+    def _on_layer_changed(self, layer) -> None:
+        self._axes_layer = layer
+        if layer is None:
+            self.axes_edit.setText("")
+            self.axes_note.setText("Add an image layer to denoise it.")
+            self._update_buttons()
+            return
+        try:
+            axes = _layers.layer_axes(layer)
+        except ValueError as exc:
+            self.axes_edit.setText("")
+            self._set_axes_note(str(exc), error=True)
+            self._update_buttons()
+            return
+        self.axes_edit.setText(axes)
+        self._validate_axes()
+
+    def _on_axes_edited(self, _text: str) -> None:
+        try:
+            self._validate_axes()
+        except ValueError:
+            pass  # shown in the note under the axes field
+
+    def _set_axes_note(self, text: str, *, error: bool = False) -> None:
+        self.axes_note.setText(text)
+        self.axes_note.setStyleSheet(ERROR_STYLE if error else "color: gray;")
+
+    def _validate_axes(self) -> str:
+        layer = self.layer_combo.layer()
+        text = self.axes_edit.text().strip().upper()
+        if layer is None:
+            raise ValueError("no image layer is selected; add or pick one")
+        shape = tuple(int(s) for s in _layers.layer_array(layer).shape)
+        try:
+            layout = parse_axes(text, shape)
+        except (ValueError, TypeError) as exc:
+            self._set_axes_note(str(exc), error=True)
+            self._update_buttons(planes=False)
+            raise ValueError(f"axes: {exc}") from None
+        parts = [f"shape {shape}"]
+        if layout.planes:
+            planes = 1
+            for axis in layout.planes:
+                planes *= shape[axis]
+            parts.append(f"{planes} plane{'s' if planes != 1 else ''} ({''.join(layout.axes[a] for a in layout.planes)})")
+        if layout.channel is not None:
+            parts.append(f"{shape[layout.channel]} channels ({layout.axes[layout.channel]})")
+        source = "edited" if text != _layers.layer_axes(layer) else "guessed from the layer"
+        self._set_axes_note(f"{source}: " + ", ".join(parts))
+        self._update_buttons(planes=bool(layout.planes))
+        return text
+
+    def _update_buttons(self, *, planes: bool | None = None) -> None:
+        running = self.is_running
+        has_layer = self.layer_combo.layer() is not None
+        self.run_button.setEnabled(has_layer and not running)
+        if planes is not None:
+            self._has_planes = planes
+        self.preview_button.setEnabled(has_layer and not running and getattr(self, "_has_planes", False))
+        self.cancel_button.setEnabled(running)
+        for widget in (self.layer_combo, self.model_combo, self.axes_edit, self.refresh_models, self.advanced):
+            widget.setEnabled(not running)
+
+    # ----------------------------------------------------------------- running
+    def _model_source(self):
+        """The loaded model when the selection has not changed since it was loaded, else the name/path."""
+        source = self.model_combo.source()
+        if source is None:
+            raise ValueError("pick a model (or load a checkpoint file)")
+        key = (source, _mtime(source))
+        if self._model_cache is not None and self._model_cache[0] == key:
+            return self._model_cache[1], key
+        return source, key
+
+    def run(self, *, preview: bool = False):
+        """Start denoising the selected layer (or only the plane on screen when ``preview``).
+
+        Returns the napari worker, or None when nothing was started (the reason is
+        shown in the widget).
+        """
+        if self.is_running:
+            return None
+        layer = self.layer_combo.layer()
+        try:
+            if layer is None:
+                raise ValueError("no image layer is selected; add or pick one")
+            settings = self.settings()
+            source, key = self._model_source()
+            image = _layers.layer_array(layer)
+            offset = None
+            if preview:
+                region, offset = _layers.preview_region(layer, self.viewer, settings.axes)
+                if not offset:
+                    raise ValueError("Preview slice is for stacks: this layer has only one plane; use Denoise")
+                image = image[region]
+        except ValueError as exc:
+            self._show_error(str(exc))
+            return None
+
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+
+        self._cancel = threading.Event()
+        what = f"plane {tuple(offset.values())} of {layer.name}" if preview else layer.name
+        self._pbar = progress(total=0, desc=f"Denoising {what}")
+        self.progress_bar.setRange(0, 0)
+        self._set_status(f"Denoising {what}…")
+        self.model_hint.setVisible(bool(self.model_combo.missing_hint()))
+        worker = create_worker(denoise_job, image, source, settings, self._cancel, _start_thread=False)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(lambda outcome: self._on_returned(outcome, layer, image, settings, key, offset))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._update_buttons()
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop the running job within one tile batch; nothing is added to the viewer."""
+        if self._cancel is not None:
+            self._cancel.set()
+            self._set_status("Cancelling…")
+
+    def _on_progress(self, report: Progress) -> None:
+        if report.total <= 0:
+            self.progress_bar.setRange(0, 0)
+            if self._pbar is not None:
+                self._pbar.set_description(f"{self._pbar.desc.split(':')[0]}: {report.message}")
+            return
+        self.progress_bar.setRange(0, report.total)
+        self.progress_bar.setValue(report.done)
+        self.progress_bar.setFormat(f"%v / %m tiles")
+        if self._pbar is not None:
+            if self._pbar.total != report.total:
+                self._pbar.total = report.total
+            if report.done > self._pbar.n:
+                self._pbar.update(report.done - self._pbar.n)
+
+    def _on_returned(self, outcome: JobOutcome, layer, image, settings: DenoiseSettings, key, offset) -> None:
+        if outcome.cancelled:
+            self._set_status("Cancelled; nothing was added.")
+            return
+        if outcome.error is not None:
+            if isinstance(outcome.error, ModelNotInstalledError):
+                self.model_hint.setText(str(outcome.error))
+                self.model_hint.setVisible(True)
+                self._set_status("The model is not installed; see the note above.", error=True)
+            else:
+                self._show_error(f"Denoising failed: {outcome.error}")
+            return
+        model = outcome.info["model"]
+        self._model_cache = (key, model)
+        seconds = outcome.info["seconds"]
+        name = layer.name + (PREVIEW_SUFFIX if offset else DENOISED_SUFFIX)
+        record = _layers.provenance(model.provenance(), settings.as_kwargs(), layer.name, seconds)
+        if offset:
+            record["plane"] = {str(axis): index for axis, index in offset.items()}
+        geometry = _layers.geometry_kwargs(layer, offset=offset)
+        look = _layers.display_kwargs(layer)
+        metadata = {**dict(layer.metadata), "clipdenoise": record}
+        _layers.add_or_update_image(self.viewer, name, outcome.value, metadata=metadata, **geometry, **look)
+        if self.residual_check.isChecked():
+            values = _layers.residual(image, outcome.value)
+            look = {**look, "contrast_limits": _layers.residual_limits(values), "blending": "translucent"}
+            if not layer.rgb:
+                look["colormap"] = "gray"
+            _layers.add_or_update_image(
+                self.viewer, layer.name + RESIDUAL_SUFFIX, values,
+                metadata={"clipdenoise": {**record, "residual": "input - denoised"}}, **geometry, **look,
+            )
+        self.viewer.layers.selection.active = self.viewer.layers[name]
+        self._set_status(f"Done in {seconds:.1f} s → layer '{name}' ({model.name}).")
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._cancel = None
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("%p%")
+        self._update_buttons()
+
+    # ----------------------------------------------------------------- messages
+    def _set_status(self, text: str, *, error: bool = False) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet(ERROR_STYLE if error else "")
+
+    def _show_error(self, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self._set_status(message, error=True)
+        show_error(message)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        self.cancel()
+        super().closeEvent(event)
+
+
+def _mtime(source) -> int | None:
+    """Modification time of the file behind ``source`` (a path or an installed name), to notice re-installs."""
+    from ..model.registry import installed_path
+
+    for path in (source, installed_path(source) if "/" not in source and os.sep not in source else None):
+        try:
+            if path is not None and os.path.isfile(path):
+                return os.stat(path).st_mtime_ns
+        except (OSError, TypeError, ValueError):
+            continue
+    return None
