@@ -13,7 +13,7 @@ import numpy as np
 
 from .noise import estimate_noise_sigma
 
-__all__ = ["CLASSICAL_METHODS", "available_methods", "classical_denoise", "bm3d_available", "BM3D_INSTALL_HINT"]
+__all__ = ["BM3D_INSTALL_HINT", "CLASSICAL_METHODS", "available_methods", "bm3d_available", "classical_denoise"]
 
 # Parameter choices (documented, fixed; sigma is the noise std on the [0, 1] scale):
 NL_MEANS_H_FACTOR = 0.8  # h = 0.8 * sigma, fast mode (scikit-image's recommended setting)
@@ -33,7 +33,7 @@ def bm3d_available() -> bool:
     """Whether the optional ``bm3d`` package can be imported."""
     try:
         import bm3d  # noqa: F401
-    except Exception:  # any failure to import means unavailable, not a crash of this module
+    except Exception:  # noqa: BLE001 - any failure to import means unavailable, not a crash here
         return False
     return True
 

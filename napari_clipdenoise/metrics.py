@@ -17,19 +17,19 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
-    "psnr",
-    "ssim",
-    "reference_psnr",
-    "reference_ssim",
-    "real_noise_metrics",
-    "gaussian_window",
-    "denormalize_ct",
+    "CT_DATA_RANGE",
+    "CT_MAX_HU",
+    "CT_MIN_HU",
+    "REFERENCE_CT_MAX_HU",
     "ct_psnr",
     "ct_ssim",
-    "CT_MIN_HU",
-    "CT_MAX_HU",
-    "CT_DATA_RANGE",
-    "REFERENCE_CT_MAX_HU",
+    "denormalize_ct",
+    "gaussian_window",
+    "psnr",
+    "real_noise_metrics",
+    "reference_psnr",
+    "reference_ssim",
+    "ssim",
 ]
 
 SSIM_WINDOW_SIZE = 11
@@ -182,13 +182,12 @@ def ssim(reference, test, *, data_range: float = 1.0, channel_axis=None) -> floa
     b3 = _channels_last(b, channel_axis, "test")
     if min(a3.shape[:2]) < SSIM_WINDOW_SIZE:
         raise ValueError(
-            f"SSIM needs images of at least {SSIM_WINDOW_SIZE}x{SSIM_WINDOW_SIZE} pixels; got spatial shape {a3.shape[:2]}"
+            f"SSIM needs images of at least {SSIM_WINDOW_SIZE}x{SSIM_WINDOW_SIZE} pixels; "
+            f"got spatial shape {a3.shape[:2]}"
         )
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
-    values = [
-        float(_ssim_map(a3[:, :, c], b3[:, :, c], c1, c2, mode="valid").mean()) for c in range(a3.shape[2])
-    ]
+    values = [float(_ssim_map(a3[:, :, c], b3[:, :, c], c1, c2, mode="valid").mean()) for c in range(a3.shape[2])]
     return float(np.mean(values))
 
 

@@ -19,16 +19,16 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
-    "NOISE_MODELS",
     "DEFAULT_CLIP",
+    "NOISE_MODELS",
     "REFERENCE_KINDS",
     "REFERENCE_LEVELS",
     "add_noise",
-    "reference_gauss",
-    "reference_spatial_gauss",
-    "reference_poisson",
-    "reference_noisy",
     "estimate_noise_sigma",
+    "reference_gauss",
+    "reference_noisy",
+    "reference_poisson",
+    "reference_spatial_gauss",
 ]
 
 NOISE_MODELS: dict[str, str] = {
@@ -251,7 +251,7 @@ def add_noise(image, kind: str, level, *, rng=None, clip: bool | None = None, ch
         noisy = x.copy()
         spatial_shape = x.shape if cax is None else tuple(s for i, s in enumerate(x.shape) if i != cax)
         n_pixels = int(np.prod(spatial_shape))
-        n_hit = int(round(level * n_pixels))
+        n_hit = round(level * n_pixels)
         hits = generator.choice(n_pixels, size=n_hit, replace=False)
         values = (generator.random(n_hit) < 0.5).astype(np.float64)
         coords = np.unravel_index(hits, spatial_shape)
@@ -285,7 +285,8 @@ def _check_reference_clean(clean) -> np.ndarray:
 
 
 def _check_reference_level(name: str, value) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
+    valid = not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real)
+    if not valid or not np.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
     return float(value)
 
@@ -410,11 +411,10 @@ def estimate_noise_sigma(image, *, channel_axis=None) -> float:
     if not np.isfinite(array).all():
         raise ValueError("image contains NaN or infinite values")
     try:
-        from skimage.restoration import estimate_sigma
         import pywt  # noqa: F401  (estimate_sigma needs it; give a clear message if missing)
+        from skimage.restoration import estimate_sigma
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "estimating the noise level needs PyWavelets: pip install PyWavelets "
-            "(or napari-clipdenoise[baselines])"
+            "estimating the noise level needs PyWavelets: pip install PyWavelets (or napari-clipdenoise[baselines])"
         ) from exc
     return float(estimate_sigma(array, channel_axis=channel_axis, average_sigmas=True))

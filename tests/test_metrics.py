@@ -94,8 +94,13 @@ def test_ssim_agrees_with_scikit_image_gaussian_ssim():
 
     clean, noisy = _pair((41, 37, 3), seed=4)
     sk = structural_similarity(
-        clean.astype(np.float64), noisy, data_range=1.0, channel_axis=-1,
-        gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+        clean.astype(np.float64),
+        noisy,
+        data_range=1.0,
+        channel_axis=-1,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
     )
     assert ssim(clean, noisy, channel_axis=-1) == pytest.approx(sk, abs=1e-6)
 
@@ -131,7 +136,8 @@ def test_reference_metrics_are_on_the_255_scale():
     noisy = noisy.astype(np.float32)  # the network output is float32
     # the reference multiplies its float32 images by 255.0 (staying float32), then casts to float64
     a, b = (clean * 255.0).astype(np.float64), (noisy * 255.0).astype(np.float64)
-    assert metrics.reference_psnr(clean, noisy) == pytest.approx(20 * math.log10(255.0 / math.sqrt(np.mean((a - b) ** 2))), abs=1e-12)
+    expected_psnr = 20 * math.log10(255.0 / math.sqrt(np.mean((a - b) ** 2)))
+    assert metrics.reference_psnr(clean, noisy) == pytest.approx(expected_psnr, abs=1e-12)
     expected_ssim = np.mean(
         [_ssim_by_hand(clean[..., c] * 255.0, noisy[..., c] * 255.0, 255, "valid") for c in range(3)]
     )
