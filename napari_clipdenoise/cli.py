@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
     run.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="(default: %(default)s)")
     run.add_argument("--batch-size", type=_positive, help="tiles per forward pass (default: 1 on CPU, more on GPUs)")
+    run.add_argument("--threads", type=_positive, help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
     run.add_argument("--output-dtype", help="e.g. float32 (default: the input's dtype)")
     run.add_argument("--overwrite", action="store_true", help="redo outputs that exist (default: skip them)")
     run.add_argument("-r", "--recursive", action="store_true", help="also process subfolders (and ** in patterns)")
@@ -166,13 +167,20 @@ def command_denoise(args) -> int:
             + "\nChoose a writable folder with -o OUTDIR."
         )
 
-    model, settings, model_info = _load_model_and_settings(args, output_dtype)
+    pending = [j for j in jobs if not j.error and (args.overwrite or args.scheduler or not j.output.exists())]
+    if pending:
+        model, settings, model_info = _load_model_and_settings(args, output_dtype)
+    else:  # everything is done or failed already: no need to import torch and load the model
+        model, model_info = None, {"name": args.model}
+        settings = DenoiseSettings(axes=args.axes, tile_size=args.tile_size, overlap=args.overlap, device=args.device,
+                                   precision=args.precision, overwrite=args.overwrite, model_spec=args.model)
     settings_info = {k: v for k, v in vars(settings).items() if k != "extra"}
     progress = BatchProgress(len(jobs), quiet=args.quiet)
-    progress.message(
-        f"model {model_info['name']} ({model_info.get('sha256') or 'no sha256'}) on {settings.device}, {settings.precision},"
-        f" tiles {settings.tile_size} overlap {settings.overlap}, batch {settings.batch_size}"
-    )
+    if model is not None:
+        progress.message(
+            f"model {model_info['name']} ({model_info.get('sha256') or 'no sha256'}) on {settings.device},"
+            f" {settings.precision}, tiles {settings.tile_size} overlap {settings.overlap}, batch {settings.batch_size}"
+        )
     records: list = []
     started = time.perf_counter()
     interrupted = False
@@ -219,6 +227,10 @@ def _load_model_and_settings(args, output_dtype):
     from .model.checkpoints import file_sha256
     from .model.registry import load_model
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         model = load_model(args.model)
     except (CheckpointError, ModelNotInstalledError) as exc:

@@ -127,7 +127,7 @@ def read_provenance(path: Path) -> dict | None:
         from .tiff import read_provenance as reader
 
         found = reader(path)
-    elif kind == "png":
+    elif kind in ("png", "jpeg"):
         from .raster import read_provenance as reader
 
         found = reader(path)

@@ -69,7 +69,7 @@ def read_tiff(path: Path) -> ImageSource:
         raise UnreadableImageError(f"not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
     try:
         if not tif.series:
-            raise UnreadableImageError("the TIFF file holds no image series")
+            raise UnreadableImageError("not a readable TIFF file (it holds no image data; truncated or corrupt?)")
         series = tif.series[0]
         page = series.keyframe
         shape = tuple(series.shape)
