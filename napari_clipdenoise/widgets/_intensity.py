@@ -7,12 +7,17 @@ from dataclasses import dataclass
 import numpy as np
 
 
+#: Float images whose values all lie in this interval are taken to be on the [0, 1] scale already.
+FLOAT_UNIT_MARGIN = (-0.5, 1.5)
+
+
 @dataclass(frozen=True)
 class UnitScale:
     """Linear map of an image's values to [0, 1]: ``(value - low) / (high - low)``.
 
     ``for_image`` picks: uint8 -> [0, 255] (noise levels such as sigma 25 then mean
-    what they mean for photographs); floats already inside [0, 1] -> [0, 1]; other
+    what they mean for photographs); floats inside [-0.5, 1.5] -> [0, 1] (images
+    on the [0, 1] scale, which overshoot it a little once noise is added); other
     images -> their own min and max.
     """
 
@@ -29,7 +34,7 @@ class UnitScale:
         low, high = float(np.nanmin(array)), float(np.nanmax(array))
         if not (np.isfinite(low) and np.isfinite(high)):
             raise ValueError("image contains NaN or infinite values; replace them first (e.g. np.nan_to_num)")
-        if array.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
+        if array.dtype.kind == "f" and low >= FLOAT_UNIT_MARGIN[0] and high <= FLOAT_UNIT_MARGIN[1]:
             return cls(0.0, 1.0)
         if high <= low:
             raise ValueError(f"image is constant (every value is {low:g}); there is nothing to compare")
