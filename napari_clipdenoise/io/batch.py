@@ -64,6 +64,8 @@ def process_job(job: Job, model, settings: DenoiseSettings, model_info: dict, pr
         return record
     remove_stale_partials(output)
     started = time.perf_counter()
+    if delegated:
+        return _delegate(job, settings, progress, record, started)
     try:
         source = open_source(job.input)
     except (UnreadableImageError, UnsupportedFormatError) as exc:
@@ -73,7 +75,7 @@ def process_job(job: Job, model, settings: DenoiseSettings, model_info: dict, pr
         record.error = f"cannot read the file: {exc.strerror or exc}"
         return record
     try:
-        _denoise_source(source, output, model, settings, model_info, progress, record, delegated)
+        _denoise_source(source, output, model, settings, model_info, progress, record)
         record.status = "done"
     except KeyboardInterrupt:
         record.status, record.error = "interrupted", "interrupted; no output was written"
@@ -88,7 +90,30 @@ def process_job(job: Job, model, settings: DenoiseSettings, model_info: dict, pr
     return record
 
 
-def _denoise_source(source, output, model, settings, model_info, progress, record, delegated) -> None:
+def _delegate(job: Job, settings: DenoiseSettings, progress, record: FileRecord, started: float) -> FileRecord:
+    """A zarr input with --scheduler: the dask engine reads, plans and writes it (resumably) itself."""
+    from .distributed_bridge import denoise_zarr_distributed
+
+    options = dict(axes=settings.axes, tile_size=settings.tile_size, overlap=settings.overlap, device=settings.device,
+                   precision=settings.precision, batch_size=settings.batch_size)
+    try:
+        result = denoise_zarr_distributed(job.input, job.output, settings, options, progress.tiles_done)
+        record.status = "done"
+        record.notes.append(f"denoised on the dask scheduler {settings.scheduler}")
+        if isinstance(result, dict):
+            record.megapixels = float(result.get("megapixels") or 0.0)
+            record.notes.append(f"blocks done {result.get('blocks_done')}, skipped {result.get('blocks_skipped')}")
+    except KeyboardInterrupt:
+        record.status, record.error = "interrupted", "interrupted; finished blocks are kept and a rerun resumes"
+        raise
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+        record.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        record.seconds = round(time.perf_counter() - started, 3)
+    return record
+
+
+def _denoise_source(source, output, model, settings, model_info, progress, record) -> None:
     from ..inference.pipeline import denoise, plan_denoise
 
     record.shape, record.dtype = list(source.shape), str(source.dtype)
@@ -115,21 +140,15 @@ def _denoise_source(source, output, model, settings, model_info, progress, recor
         axes=plan.layout.axes, tile_size=settings.tile_size, overlap=settings.overlap, device=settings.device,
         precision=settings.precision, batch_size=settings.batch_size,
     )
-    if delegated:
-        from .distributed_bridge import denoise_zarr_distributed
-
-        denoise_zarr_distributed(source.path, output, settings, options, progress.tiles_done)
-        record.notes.append(f"denoised by the dask scheduler {settings.scheduler}")
-    else:
-        with atomic_output(output, overwrite=settings.overwrite) as temporary:
-            sink = open_sink(source, temporary, source.shape, out_dtype, provenance)
-            try:
-                result = denoise(source.data, model, output_dtype=out_dtype, out=sink.array,
-                                 progress=progress.tiles_done, **options)
-                sink.finish(result)
-            except BaseException:
-                sink.abort()
-                raise
-            if not sink.embeds_provenance:
-                write_sidecar(output, provenance)
+    with atomic_output(output, overwrite=settings.overwrite) as temporary:
+        sink = open_sink(source, temporary, source.shape, out_dtype, provenance)
+        try:
+            result = denoise(source.data, model, output_dtype=out_dtype, out=sink.array,
+                             progress=progress.tiles_done, **options)
+            sink.finish(result)
+        except BaseException:
+            sink.abort()
+            raise
+        if not sink.embeds_provenance:
+            write_sidecar(output, provenance)
     record.megapixels = round(_megapixels(source.shape, plan.layout), 6)

@@ -22,9 +22,14 @@ def load_engine():
     return module
 
 
-def denoise_zarr_distributed(source: Path, output: Path, settings, options: dict, progress) -> None:
-    """Run ``denoise_zarr`` on the scheduler; it writes ``output`` itself (resumably, block by block)."""
+def denoise_zarr_distributed(source: Path, output: Path, settings, options: dict, progress):
+    """Run ``denoise_zarr`` on the scheduler; it writes ``output`` itself (resumably, block by block).
+
+    Returns what ``denoise_zarr`` returns (its run report).
+    """
     engine = load_engine()
-    engine.denoise_zarr(
+    if settings.overwrite:
+        options = {**options, "overwrite": True}
+    return engine.denoise_zarr(
         str(source), str(output), settings.model_spec, scheduler=settings.scheduler, progress=progress, **options
     )

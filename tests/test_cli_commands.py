@@ -1,0 +1,126 @@
+"""The ``clipdenoise`` sub-commands called in-process through ``main`` (the console script's entry point)."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from napari_clipdenoise.cli import main
+
+
+@pytest.fixture
+def png_input(tmp_path, rng):
+    import imageio.v3 as iio
+
+    path = tmp_path / "in" / "image.png"
+    path.parent.mkdir()
+    iio.imwrite(path, rng.integers(0, 255, (32, 32), dtype=np.uint8))
+    return path
+
+
+def test_models_import_list_info_path_remove(tmp_path, rgb_checkpoint, gray_checkpoint, capsys, isolated_model_cache):
+    from napari_clipdenoise.model.testing import write_reference_checkpoint
+
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert f"model cache: {isolated_model_cache}" in listing and "gaussian15" in listing and "not installed" in listing
+    assert "clipdenoise models import PATH/TO/net_g_latest.pth --name gaussian15" in listing
+
+    assert main(["models", "import", str(rgb_checkpoint), "--name", "gaussian15"]) == 0
+    target = isolated_model_cache / "gaussian15.safetensors"
+    assert f"installed 'gaussian15' at {target}" in capsys.readouterr().out
+    assert main(["models", "list"]) == 0
+    assert f"installed ({target})" in capsys.readouterr().out
+    assert main(["models", "path"]) == 0 and capsys.readouterr().out.strip() == str(isolated_model_cache)
+    assert main(["models", "path", "gaussian15"]) == 0 and capsys.readouterr().out.strip() == str(target)
+    assert main(["models", "info", "gaussian15"]) == 0
+    info = capsys.readouterr().out
+    assert "installed at" in info and "weights_sha256" in info and "file sha256" in info
+
+    assert main(["models", "import", str(rgb_checkpoint), "--name", "gaussian15"]) == 2
+    assert "already installed" in capsys.readouterr().err
+    assert main(["models", "import", str(gray_checkpoint), "--name", "gaussian15", "--overwrite"]) == 2
+    assert "1-channel model but 'gaussian15' is a 3-channel model" in capsys.readouterr().err
+    assert main(["models", "import", str(rgb_checkpoint), "--name", "x", "--sha256", "0" * 64]) == 2
+    assert "sha256 is" in capsys.readouterr().err
+
+    reference = tmp_path / "net_g_latest.pth"
+    write_reference_checkpoint(reference, 3, seed=3)
+    assert main(["models", "import", str(reference), "--name", "mine"]) == 0
+    capsys.readouterr()
+    assert main(["models", "remove", "mine"]) == 0 and not (isolated_model_cache / "mine.safetensors").exists()
+    assert main(["models", "info", "nonexistent"]) == 2
+    assert "Known names" in capsys.readouterr().err
+
+
+def test_info_prints_versions_devices_and_cache(capsys, isolated_model_cache):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "napari-clipdenoise" in out and "torch" in out and "tifffile" in out
+    assert "devices: cpu" in out and "default device:" in out
+    assert f"model cache: {isolated_model_cache}" in out
+
+
+def test_unwritable_output_folder_fails_before_any_work(tmp_path, png_input, installed_gaussian15, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert main(["denoise", str(png_input), "-o", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to the output folder" in err and "-o OUTDIR" in err
+    assert sorted(p.name for p in png_input.parent.iterdir()) == ["image.png"]
+
+
+def test_bad_options_fail_before_any_work(png_input, installed_gaussian15, capsys):
+    assert main(["denoise", str(png_input), "--tile-size", "32", "--overlap", "32"]) == 2
+    assert "--overlap (32) must be smaller than --tile-size (32)" in capsys.readouterr().err
+    assert main(["denoise", str(png_input), "--output-dtype", "complex64"]) == 2
+    assert "integer or float" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["denoise", str(png_input), "--tile-size", "30"])
+    assert "multiple of 16" in capsys.readouterr().err
+    assert main(["denoise", str(png_input), "--device", "cuda:7"]) == 2
+    assert "torch sees no CUDA GPU" in capsys.readouterr().err
+
+
+def test_wrong_axes_and_unwritable_dtype_fail_per_file(png_input, installed_gaussian15, capsys):
+    assert main(["denoise", str(png_input), "--axes", "ZYX", "-q"]) == 1
+    assert "axes 'ZYX' has 3 letters but the image has 2 dimensions" in capsys.readouterr().err
+    assert main(["denoise", str(png_input), "--output-dtype", "float32", "-q"]) == 1
+    assert "PNG files hold uint8 or uint16 pixels, not float32" in capsys.readouterr().err
+    assert sorted(p.name for p in png_input.parent.iterdir()) == ["image.png"]
+
+
+def test_scheduler_without_the_dask_engine_says_what_to_do(tmp_path, installed_gaussian15, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "napari_clipdenoise.distributed", None)  # import raises ImportError
+    assert main(["denoise", str(tmp_path / "v.zarr"), "--scheduler", "local:2"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler needs the dask block engine" in err and "run without --scheduler" in err
+
+
+def test_scheduler_hands_zarr_inputs_to_denoise_zarr(tmp_path, rgb_checkpoint, monkeypatch, capsys):
+    """The contract with napari_clipdenoise.distributed (issue 6): paths, model spec and the core's options."""
+    import zarr
+
+    zarr.create_array(tmp_path / "v.zarr", shape=(2, 32, 32), chunks=(1, 32, 32), dtype="uint16")[:] = 7
+    calls = []
+    engine = types.ModuleType("napari_clipdenoise.distributed")
+
+    def denoise_zarr(source, output, model, **options):
+        calls.append((source, output, model, options))
+        options["progress"](1, 1)
+
+    engine.denoise_zarr = denoise_zarr
+    monkeypatch.setitem(sys.modules, "napari_clipdenoise.distributed", engine)
+    argv = ["denoise", str(tmp_path / "v.zarr"), "--model", str(rgb_checkpoint), "--scheduler", "tcp://127.0.0.1:8786",
+            "--tile-size", "64", "--overlap", "16", "--device", "cpu", "--precision", "fp32", "-q"]
+    assert main(argv) == 0, capsys.readouterr().err
+    (source, output, model, options), = calls
+    assert (source, output, model) == (str(tmp_path / "v.zarr"), str(tmp_path / "v_denoised.zarr"), str(rgb_checkpoint))
+    assert options == {"scheduler": "tcp://127.0.0.1:8786", "axes": None, "tile_size": 64, "overlap": 16,
+                       "device": "cpu", "precision": "fp32", "batch_size": 1, "progress": options["progress"]}
+    # a rerun is handed over again (the engine resumes unfinished blocks), --overwrite and --axes are passed on
+    assert main([*argv, "--overwrite", "--axes", "zyx"]) == 0
+    assert calls[1][3]["overwrite"] is True and calls[1][3]["axes"] == "ZYX"
