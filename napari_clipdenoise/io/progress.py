@@ -16,15 +16,16 @@ class BatchProgress:
         self.files = tqdm(total=total_files, unit="file", desc="files", position=0, disable=quiet,
                           file=sys.stderr, dynamic_ncols=True)
         self.tiles = None
+        self.name = ""
 
     def start_file(self, name: str) -> None:
-        self.tiles = self._tqdm(total=0, unit="tile", desc=name, position=1, leave=False, disable=self.quiet,
-                                file=sys.stderr, dynamic_ncols=True)
+        self.name = name  # the tile bar appears with the first progress report
 
     def tiles_done(self, done: int, total: int) -> None:
         """The core's ``progress(done, total)`` callback."""
         if self.tiles is None:
-            return
+            self.tiles = self._tqdm(total=total, unit="tile", desc=self.name, position=1, leave=False,
+                                    disable=self.quiet, file=sys.stderr, dynamic_ncols=True)
         if self.tiles.total != total:
             self.tiles.total = total
             self.tiles.refresh()
