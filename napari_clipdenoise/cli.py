@@ -122,9 +122,15 @@ def check_model_source(spec: str) -> None:
     raise CommandError(install_hint(spec))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (temporary outputs removed) but exiting with 128 + 15."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
 def _interrupt_on_sigterm() -> None:
     def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
+        raise Terminated
 
     signal.signal(signal.SIGTERM, handler)
 
@@ -183,7 +189,7 @@ def command_denoise(args) -> int:
         )
     records: list = []
     started = time.perf_counter()
-    interrupted = False
+    interrupted = None
     try:
         for job in jobs:
             progress.start_file(job.input.name)
@@ -194,14 +200,15 @@ def command_denoise(args) -> int:
                 progress.error(f"FAILED {record.input}: {record.error}")
             elif record.status == "skipped":
                 progress.message(f"skipped {record.input}: {'; '.join(record.notes)}")
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:
+        interrupted = exc
         done = {r.input for r in records}
         current = next((j for j in jobs if str(j.input) not in done), None)
         for job in jobs:
             if str(job.input) not in done:
                 status = "interrupted" if job is current else "not started"
-                records.append(FileRecord(str(job.input), status, str(job.output) if job.output else None))
+                error = "interrupted before it finished; no output was written" if job is current else None
+                records.append(FileRecord(str(job.input), status, str(job.output) if job.output else None, error))
     finally:
         progress.close()
     info = summary(records, time.perf_counter() - started)
@@ -212,11 +219,11 @@ def command_denoise(args) -> int:
         print(f"{len(failed)} input(s) failed:", file=sys.stderr)
         for record in failed:
             print(f"  {record.input}: {record.error}", file=sys.stderr)
-    if not args.quiet or failed or interrupted:
+    if not args.quiet or failed or interrupted is not None:
         print(summary_line(info), file=sys.stderr)
-    if interrupted:
+    if interrupted is not None:
         print("interrupted: unfinished outputs were removed; run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return getattr(interrupted, "exit_code", EXIT_INTERRUPTED)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -399,9 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"clipdenoise: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return getattr(exc, "exit_code", EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":
