@@ -12,7 +12,7 @@ pytestmark = pytest.mark.gui
 
 from napari_clipdenoise import metrics  # noqa: E402
 from napari_clipdenoise.noise import add_noise  # noqa: E402
-from napari_clipdenoise.widgets.compare import LAYER_PREFIX, CompareWidget, parse_levels  # noqa: E402
+from napari_clipdenoise.widgets.compare import LAYER_PREFIX, CompareWidget, grid_of, parse_levels  # noqa: E402
 
 WAIT_MS = 60_000
 
@@ -96,7 +96,8 @@ def test_two_methods_three_levels_table_plot_and_numbers(make_napari_viewer, qtb
 
     # grid mode button
     widget.grid_button.click()
-    assert viewer.grid.enabled
+    assert grid_of(viewer).enabled
+    assert viewer.layers['clean'].name_overlay.visible  # grid cells are named
 
     # same settings, same numbers; the previous comparison's layers are replaced, not duplicated
     count = len(viewer.layers)

@@ -18,15 +18,15 @@ class ResultsTable(QTableWidget):
         super().__init__(parent)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setAlternatingRowColors(True)
         self.verticalHeader().setVisible(False)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.horizontalHeader().setStretchLastSection(True)
         self._headers: list[str] = []
         self._rows: list[list] = []
 
-    def set_rows(self, headers: Sequence[str], rows: Sequence[Sequence], decimals: Sequence[int | None]) -> None:
-        """Show ``rows``; ``decimals[i]`` rounds column i for display (None: shown as is)."""
+    def set_rows(self, headers: Sequence[str], rows: Sequence[Sequence], decimals: Sequence[int | str | None]) -> None:
+        """Show ``rows``; ``decimals[i]`` formats column i for display: an int rounds to that many
+        places, a string is a format spec (e.g. ``"g"``), None shows the value as is."""
         self._headers = list(headers)
         self._rows = [list(row) for row in rows]
         self.clear()
@@ -36,7 +36,14 @@ class ResultsTable(QTableWidget):
         for r, row in enumerate(rows):
             for c, value in enumerate(row):
                 places = decimals[c] if c < len(decimals) else None
-                text = "" if value is None else (f"{value:.{places}f}" if places is not None else str(value))
+                if value is None:
+                    text = ""
+                elif isinstance(places, int):
+                    text = f"{value:.{places}f}"
+                elif isinstance(places, str):
+                    text = format(value, places)
+                else:
+                    text = str(value)
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, value)
                 if places is not None:

@@ -60,6 +60,12 @@ LEVELS = {
 DEFAULT_CLASSICAL = ("nl_means", "wavelet")
 
 
+def grid_of(viewer):
+    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
 def parse_levels(text: str) -> tuple[float, ...]:
     """``"15, 25 50"`` -> ``(15.0, 25.0, 50.0)``; raises ValueError naming the bad entry."""
     parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
@@ -318,7 +324,16 @@ class CompareWidget(QWidget):
             self.add_checkpoint(path)
 
     def _on_grid_toggled(self, enabled: bool) -> None:
-        self.viewer.grid.enabled = enabled
+        grid_of(self.viewer).enabled = enabled
+        # name each grid cell: the comparison's layers always, the chosen image while the grid is on
+        layer = self.layer_combo.layer()
+        if layer is not None and not layer.name.startswith(LAYER_PREFIX):
+            if enabled and not layer.name_overlay.visible:
+                layer.name_overlay.visible = True
+                self._named_input = layer
+            elif not enabled and getattr(self, "_named_input", None) is layer:
+                layer.name_overlay.visible = False
+                self._named_input = None
 
     def _on_export(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export the comparison table", "comparison.csv", "CSV (*.csv)")
@@ -430,7 +445,9 @@ class CompareWidget(QWidget):
             self._show_reference_results(results)
         else:
             self._show_real_results(results)
-        self._set_status(f"Done: {len(results.runs)} result(s); layers '{LAYER_PREFIX}…'.")
+        count = len(results.methods) - (1 if reference else 0)
+        levels = f" × {len(results.settings.levels)} level(s)" if reference else ""
+        self._set_status(f"Done: {count} method(s){levels}. Layers are named '{LAYER_PREFIX}…'; Grid view shows them side by side.")
 
     def _show_layers(self, results: CompareResults, layer, geometry: dict, reference: bool) -> None:
         """Put each result in a ``[compare] ...`` layer (updated in place when the name exists)."""
@@ -453,20 +470,21 @@ class CompareWidget(QWidget):
                 values = _layers.residual(results.input, run.output)
                 outputs[f"{name} residual"] = (values, {**look, "contrast_limits": _layers.residual_limits(values)})
         # grid mode re-lays out the canvas on every layer change: switch it off while layers change
-        grid = self.viewer.grid.enabled
-        self.viewer.grid.enabled = False
+        grid = grid_of(self.viewer)
+        gridded, grid.enabled = grid.enabled, False
         try:
             for old in [lay for lay in self.viewer.layers if lay.name.startswith(LAYER_PREFIX) and lay.name not in outputs]:
                 self.viewer.layers.remove(old)
             for name, (data, kwargs) in outputs.items():
-                _layers.add_or_update_image(self.viewer, name, data, **kwargs)
+                added = _layers.add_or_update_image(self.viewer, name, data, **kwargs)
+                added.name_overlay.visible = True  # names each cell in grid view
         finally:
-            self.viewer.grid.enabled = grid
+            grid.enabled = gridded
 
     def _show_reference_results(self, results: CompareResults) -> None:
         headers = ["Method", "Level", "PSNR (dB)", "SSIM", "Time (s)"]
         rows = [[method_label(r.method), r.level, r.psnr, r.ssim, r.seconds] for r in results.runs]
-        self.table.set_rows(headers, rows, [None, None, 2, 4, 2])
+        self.table.set_rows(headers, rows, [None, "g", 2, 4, 2])
         series = {}
         for method in results.methods:
             runs = [r for r in results.runs if r.method == method]
