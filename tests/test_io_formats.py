@@ -263,3 +263,41 @@ def test_sidecar_path_and_provenance_content(tmp_path):
     assert sidecar_path(tmp_path / "a_denoised.npy").name == "a_denoised.npy.json"
     assert PROVENANCE["version"] == __version__ and PROVENANCE["date"].endswith("+00:00")
     json.dumps(PROVENANCE)
+
+
+def test_lazy_tiff_input_is_denoised_plane_by_plane_into_a_memory_mapped_output(tmp_path, rng, monkeypatch, gray_model):
+    """Above the in-memory limit: chunked (zarr store) reading and a memory-mapped TIFF filled by the core."""
+    from napari_clipdenoise import denoise
+    from napari_clipdenoise.io.batch import DenoiseSettings, process_job
+    from napari_clipdenoise.io.discovery import Job
+
+    data = rng.integers(0, 60000, (2, 32, 48), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "s.tif", data, compression="zlib", photometric="minisblack", metadata={"axes": "ZYX"})
+    monkeypatch.setattr(tiff, "IN_MEMORY_BYTES", 1024)
+
+    class Quiet:
+        def message(self, text):
+            self.text = text
+
+        def tiles_done(self, done, total):
+            pass
+
+    import torch
+
+    progress = Quiet()
+    settings = DenoiseSettings(tile_size=None, overlap=0, precision="fp32")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # several times faster than 2 threads on a busy 2-core machine
+    try:
+        record = process_job(Job(tmp_path / "s.tif", tmp_path / "s_denoised.tif"), gray_model, settings,
+                             {"name": "gray"}, progress)
+        expected = denoise(data, gray_model, axes="ZYX", tile_size=None, overlap=0, precision="fp32", device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert record.status == "done", record.error
+    assert "read lazily (chunk by chunk)" in progress.text and record.axes_source == "TIFF series"
+    with tifffile.TiffFile(tmp_path / "s_denoised.tif") as tif:
+        assert tif.pages[0].compression == tifffile.COMPRESSION.NONE  # the memory-mapped path
+        written = tif.asarray()
+    np.testing.assert_array_equal(written, expected)
+    assert read_provenance(tmp_path / "s_denoised.tif")["model"] == {"name": "gray"}
