@@ -1,0 +1,471 @@
+"""``denoise_zarr``: denoise a zarr / OME-Zarr / dask volume block by block on a dask cluster, resumably.
+
+Client side: open the input, plan the blocks, compute the global intensity
+ranges once, create (or reopen) the output, submit one dask task per unfinished
+block, report progress, then rebuild the pyramid levels. The task side is
+:mod:`napari_clipdenoise.distributed.worker`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import DenoiseCancelled
+from .blocks import ALIGN, BlockPlan, plan_blocks, round_up
+from .store import InputSource, JobState, create_output, downsample_level, open_input, open_output, remove_output
+from .worker import BlockJob, ChannelRange, run_block
+
+logger = logging.getLogger(__name__)
+
+JOB_VERSION = 1
+#: Times dask re-runs a block task that raised (a killed worker is rescheduled by dask anyway).
+DEFAULT_RETRIES = 2
+_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+# ---------------------------------------------------------------- schedulers
+
+
+class _SyncRunner:
+    """Blocks one after another in this process (no dask client)."""
+
+    description = "synchronous (this process)"
+
+    def cancel_token(self, should_stop, name: str):
+        return should_stop  # tasks run here: they can call it directly
+
+    def run(self, tasks, on_done, should_stop):
+        import dask
+
+        for block, task in tasks:
+            if should_stop():
+                raise DenoiseCancelled("denoising was cancelled")
+            (info,) = dask.compute(task, scheduler="sync")
+            on_done(block, info)
+
+    def compute(self, graph):
+        import dask
+
+        dask.compute(graph, scheduler="sync")
+
+
+class _ClientRunner:
+    """Blocks as futures on a ``dask.distributed`` client, collected as they finish."""
+
+    def __init__(self, client, retries: int):
+        self.client = client
+        self.retries = retries
+        self.description = f"dask.distributed {client.scheduler.address}"
+        self.event = None
+
+    def cancel_token(self, should_stop, name: str):
+        """A ``distributed.Event`` name the tasks poll, set when ``should_stop`` fires."""
+        from distributed import Event
+
+        self.event = Event(name, client=self.client)
+        self.event.clear()
+        return name
+
+    def run(self, tasks, on_done, should_stop):
+        from distributed import wait
+
+        futures = self.client.compute([task for _, task in tasks], retries=self.retries)
+        block_of = {future.key: block for future, (block, _) in zip(futures, tasks)}
+        pending = set(futures)
+        try:
+            while pending:
+                if should_stop():
+                    if self.event is not None:
+                        self.event.set()  # blocks already running stop at their next tile batch
+                    raise DenoiseCancelled("denoising was cancelled")
+                try:
+                    finished = wait(pending, timeout=0.25, return_when="FIRST_COMPLETED").done
+                except TimeoutError:
+                    continue
+                for future in finished:
+                    pending.discard(future)
+                    block = block_of[future.key]
+                    try:
+                        info = future.result()
+                    except Exception as exc:
+                        exc.add_note(f"while denoising block {block.key} (core {block.core}) on the dask cluster")
+                        raise
+                    on_done(block, info)
+        finally:
+            if pending:
+                self.client.cancel(list(pending))
+
+    def compute(self, graph):
+        self.client.compute(graph, retries=self.retries).result()
+
+
+@contextlib.contextmanager
+def _open_scheduler(scheduler, retries: int):
+    """Yield a runner for ``scheduler`` (see ``denoise_zarr``); clusters started here are closed after."""
+    if scheduler in (None, "sync", "synchronous"):
+        client = None
+        if scheduler is None:
+            try:
+                from distributed import default_client
+
+                client = default_client()
+            except (ImportError, ValueError):
+                client = None
+        yield _ClientRunner(client, retries) if client is not None else _SyncRunner()
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency of this extra
+        raise ImportError("scheduler= needs dask.distributed: pip install 'napari-clipdenoise[distributed]'") from exc
+    if isinstance(scheduler, Client):
+        yield _ClientRunner(scheduler, retries)
+        return
+    if not isinstance(scheduler, str):
+        raise TypeError(f"scheduler must be None, 'local', 'local:N', an address or a Client, got {type(scheduler).__name__}")
+    if scheduler == "local" or scheduler.startswith("local:"):
+        workers = _local_worker_count(scheduler)
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            env={"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)},
+        )
+        try:
+            with Client(cluster) as client:
+                runner = _ClientRunner(client, retries)
+                runner.description = f"LocalCluster ({workers} worker process{'es' if workers > 1 else ''})"
+                yield runner
+        finally:
+            cluster.close()
+        return
+    if "://" not in scheduler:
+        raise ValueError(
+            f"scheduler must be 'local', 'local:N' or a scheduler address such as 'tcp://host:8786', got {scheduler!r}"
+        )
+    try:
+        client = Client(scheduler, timeout="30s")
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from exc
+    with client:
+        yield _ClientRunner(client, retries)
+
+
+def _local_worker_count(scheduler: str) -> int:
+    if scheduler == "local":
+        try:
+            import torch
+
+            return max(1, torch.cuda.device_count())
+        except ImportError:  # pragma: no cover
+            return 1
+    text = scheduler.split(":", 1)[1]
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"scheduler 'local:N' needs a worker count N >= 1, got {scheduler!r}")
+    return int(text)
+
+
+def _cancel_check(cancel) -> Callable[[], bool]:
+    if cancel is None:
+        return lambda: False
+    if hasattr(cancel, "is_set"):
+        return cancel.is_set
+    if callable(cancel):
+        return cancel
+    raise TypeError(f"cancel must be a callable or an Event-like object, got {type(cancel).__name__}")
+
+
+def _progress_caller(progress):
+    """Call ``progress(done, total)``, or ``progress(done, total, stats)`` when it takes three arguments."""
+    if progress is None:
+        return lambda done, total, stats: None
+    if not callable(progress):
+        raise TypeError(f"progress must be a callable(done, total[, stats]), got {type(progress).__name__}")
+    try:
+        parameters = inspect.signature(progress).parameters.values()
+        positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        three = any(p.kind == p.VAR_POSITIONAL for p in parameters) or len(positional) >= 3
+    except (TypeError, ValueError):
+        three = False
+    return (lambda d, t, s: progress(d, t, s)) if three else (lambda d, t, s: progress(d, t))
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _check_options(tile_size, overlap, batch_size, precision, device, block_size, halo) -> None:
+    if tile_size is not None and (isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < ALIGN or tile_size % ALIGN):
+        raise ValueError(f"tile_size must be a positive multiple of {ALIGN} (or None for one pass per plane), got {tile_size!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0 or (tile_size is not None and overlap >= tile_size):
+        raise ValueError(f"overlap must be a whole number >= 0 and smaller than tile_size ({tile_size}), got {overlap!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+    if device is not None and not isinstance(device, str):
+        raise TypeError(f"device must be None or a string such as 'auto', 'cpu', 'cuda' or 'cuda:1', got {type(device).__name__}")
+    if halo is not None and (isinstance(halo, bool) or not isinstance(halo, int) or halo < 0):
+        raise ValueError(f"halo must be None (exact) or a whole number of pixels >= 0, got {halo!r}")
+    if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1):
+        raise ValueError(f"block_size must be None or a positive number of pixels, got {block_size!r}")
+
+
+def _resolve_model(model) -> tuple[object, str, str]:
+    """Load the model on the client (validates it early) -> (model, absolute path, sha256 of the file)."""
+    from ..model.checkpoints import file_sha256
+    from ..model.registry import DenoisingModel, load_model
+
+    if isinstance(model, DenoisingModel) and model.path is None:
+        raise ValueError("model must be a registry name or a checkpoint path (workers load it from the file), "
+                         "got a DenoisingModel without a file path")
+    loaded = load_model(model.path if isinstance(model, DenoisingModel) else model)
+    path = str(Path(loaded.path).resolve())
+    return loaded, path, file_sha256(path)
+
+
+def _check_not_input(output: Path, source: InputSource) -> None:
+    for path in source.local_paths():
+        if output == path or output in path.parents or path in output.parents:
+            raise ValueError(
+                f"output_path {output} is the input {path} or inside/around it; write the result to another folder"
+            )
+
+
+def _fingerprint(record: dict) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- the engine
+
+
+def denoise_zarr(
+    input,
+    output_path,
+    model,
+    *,
+    scheduler=None,
+    axes: str | None = None,
+    tile_size: int | None = 1024,
+    overlap: int = 256,
+    device: str | None = None,
+    precision: str = "auto",
+    batch_size: int | None = None,
+    progress=None,
+    cancel=None,
+    overwrite: bool = False,
+    block_size: int | None = None,
+    halo: int | None = None,
+    retries: int = DEFAULT_RETRIES,
+) -> dict:
+    """Denoise a large volume block by block with dask, writing a zarr store; resumable.
+
+    Parameters
+    ----------
+    input : zarr.Array, zarr.Group, path, or dask/numpy array
+        A zarr array; a path to a zarr array or to an OME-Zarr group (its first
+        multiscale level is denoised and the other levels are rebuilt from it);
+        or a dask array (its chunks become the output chunks).
+    output_path : path
+        The zarr store to create: an OME-Zarr group for OME-Zarr input, else one
+        array, with the input's shape, dtype, chunks, shards and codecs. An
+        existing output of the same job is resumed (finished blocks are skipped).
+    model : str or path
+        A registry name or checkpoint path; every worker loads it once and reuses it.
+    scheduler : None, "local", "local:N", "sync", address or distributed.Client
+        None: the current dask client if there is one, else this process.
+        "local": a LocalCluster with one worker process per GPU (one on CPU-only
+        machines); "local:N": N worker processes; "tcp://host:port": an existing
+        scheduler (e.g. a dask-jobqueue or dask-cuda cluster).
+    axes : str, optional
+        Axis letters (e.g. "CZYX"); default from the OME-Zarr metadata, else guessed.
+    tile_size, overlap, device, precision, batch_size
+        As for :func:`napari_clipdenoise.denoise` (device is resolved on each worker).
+    progress : callable, optional
+        ``progress(done, total)`` or ``progress(done, total, stats)`` after each
+        block; ``stats`` has ``skipped``, ``megapixels``, ``seconds``, ``mpx_per_s``.
+    cancel : callable or threading.Event, optional
+        Checked while waiting for blocks; raises ``DenoiseCancelled`` (whose
+        ``report`` attribute holds the report so far). Finished blocks stay done.
+    overwrite : bool
+        Delete an existing ``output_path`` that is not this job's (or to start over).
+    block_size : int, optional
+        Target block edge in Y and X in pixels (whole chunks/shards; default 2048).
+    halo : int, optional
+        None (default): read enough context that each block equals the whole-image
+        ``denoise()`` exactly; an int reads that many pixels each side instead.
+    retries : int
+        Extra attempts for a block task that raised.
+
+    Returns
+    -------
+    dict
+        ``output``, ``blocks_total``, ``blocks_done`` (this run), ``blocks_skipped``
+        (done earlier), ``megapixels``, ``seconds``, ``mpx_per_s``, ``complete``,
+        ``pyramid_levels``, ``intensity_ranges``, ``block_shape``, ``halo``,
+        ``read_overhead`` and ``scheduler``.
+    """
+    from ..inference.axes import guess_axes, parse_axes
+
+    _check_options(tile_size, overlap, batch_size, precision, device, block_size, halo)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
+    should_stop = _cancel_check(cancel)
+    report_progress = _progress_caller(progress)
+    source = open_input(input)
+    output = Path(output_path).expanduser().resolve()
+    _check_not_input(output, source)
+    shape = source.shape
+    if axes is None:
+        axes = source.ome.axes if source.ome is not None and source.ome.axes else guess_axes(shape)
+    layout = parse_axes(axes, shape)
+    loaded, model_path, model_sha = _resolve_model(model)
+    plan = plan_blocks(shape, source.write_unit(), layout, tile_size=tile_size, overlap=overlap, halo=halo,
+                       block_size=block_size)
+
+    identity = {
+        "version": JOB_VERSION, "input": source.description, "shape": list(shape), "dtype": str(source.dtype),
+        "axes": layout.axes, "model_sha256": model_sha, "tile_size": tile_size, "overlap": overlap,
+        "halo": halo, "block_shape": list(plan.block_shape), "precision": precision,
+    }
+    fingerprint = _fingerprint(identity)
+    state = JobState(output)
+    job_record = _prepare_output(output, state, fingerprint, identity, overwrite)
+    if job_record is None:
+        groups, rgb = _intensity_groups(source, loaded.in_channels, layout.axes, tile_size, overlap)
+        provenance = {"model": loaded.provenance(), "job": identity, "intensity_ranges": [g.__dict__ for g in groups]}
+        target = create_output(source, output, _jsonable(provenance))
+        state.write_job(_jsonable({"fingerprint": fingerprint, "identity": identity, "rgb": rgb,
+                                   "groups": [g.__dict__ for g in groups], "blocks_total": len(plan)}))
+    else:
+        groups = tuple(ChannelRange(tuple(g["channels"]), g["low"], g["high"]) for g in job_record["groups"])
+        rgb = job_record["rgb"]
+        target = open_output(source, output)
+
+    job = BlockJob(
+        output=target.level0, state_root=str(output), model_path=model_path, model_sha256=model_sha,
+        axes=layout.axes, rgb=rgb, groups=groups, per_channel=len(groups) > 1, channel_axis=layout.channel,
+        y_axis=layout.y, x_axis=layout.x,
+        full_size=(round_up(shape[layout.y], ALIGN), round_up(shape[layout.x], ALIGN)),
+        tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, precision=precision,
+        input=source.location,
+    )
+    return _run(job, plan, source, target, state, fingerprint, groups, retries, scheduler, should_stop, report_progress)
+
+
+def _prepare_output(output: Path, state: JobState, fingerprint: str, identity: dict, overwrite: bool) -> dict | None:
+    """Return the earlier job record to resume, or None after clearing the way for a new output."""
+    if not output.exists():
+        return None
+    if overwrite:
+        logger.info("removing the earlier output %s (overwrite=True)", output)
+        remove_output(output)
+        return None
+    record = state.read_job() if output.is_dir() else None
+    if record is None:
+        raise FileExistsError(f"{output} exists and is not a clipdenoise output; pass overwrite=True or choose another path")
+    if record.get("fingerprint") != fingerprint:
+        earlier = record.get("identity", {})
+        changed = sorted(k for k in set(earlier) | set(identity) if earlier.get(k) != identity.get(k))
+        raise FileExistsError(
+            f"{output} holds a different job (changed: {', '.join(changed) or 'format'}); pass overwrite=True to"
+            " start over, or choose another output path"
+        )
+    return record
+
+
+def _intensity_groups(source: InputSource, in_channels: int, axes: str, tile_size, overlap):
+    """The global intensity range of each channel group, computed once on the client like ``denoise()`` does."""
+    from ..inference.pipeline import plan_denoise
+
+    plan = plan_denoise(source.array, in_channels, axes=axes, tile_size=tile_size, overlap=overlap)
+    groups = tuple(ChannelRange(tuple(g.channels), float(g.scale.low), float(g.scale.high)) for g in plan.groups)
+    rgb = len(plan.groups) == 1 and len(plan.groups[0].channels) == 3
+    return groups, rgb
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
+
+
+def _run(job, plan: BlockPlan, source, target, state, fingerprint, groups, retries, scheduler, should_stop, report_progress):
+    import dask
+
+    done_before = state.done_keys()
+    blocks = [block for block in plan if block.key not in done_before]
+    total, skipped = len(plan), len(plan) - len(blocks)
+    channels = source.shape[job.channel_axis] if job.channel_axis is not None else 1
+    counters = {"done": 0, "pixels": 0}
+    start = time.perf_counter()
+
+    def stats() -> dict:
+        seconds = time.perf_counter() - start
+        megapixels = counters["pixels"] / channels / 1e6
+        return {"skipped": skipped, "blocks_done": counters["done"], "megapixels": megapixels,
+                "seconds": seconds, "mpx_per_s": megapixels / seconds if seconds > 0 else 0.0}
+
+    def on_done(block, info) -> None:
+        counters["done"] += 1
+        counters["pixels"] += block.size
+        report_progress(skipped + counters["done"], total, stats())
+
+    def report(complete: bool, pyramid_levels: int) -> dict:
+        now = stats()
+        return {
+            "output": str(target.root), "blocks_total": total, "blocks_done": counters["done"], "blocks_skipped": skipped,
+            "megapixels": now["megapixels"], "seconds": now["seconds"], "mpx_per_s": now["mpx_per_s"],
+            "complete": complete, "pyramid_levels": pyramid_levels,
+            "intensity_ranges": [{"channels": list(g.channels), "low": g.low, "high": g.high} for g in groups],
+            "block_shape": list(plan.block_shape), "halo": "exact" if plan.halo is None else plan.halo,
+            "read_overhead": plan.read_fraction(), "scheduler": runner_description,
+        }
+
+    runner_description = "none"
+    with _open_scheduler(scheduler, retries) as runner:
+        runner_description = runner.description
+        run_block_task = dask.delayed(run_block, pure=False)
+        run_id = f"{fingerprint}-{os.getpid()}-{time.time_ns()}"
+        cancel_token = runner.cancel_token(should_stop, f"clipdenoise-cancel-{run_id}")
+        tasks = []
+        for block in blocks:
+            data = None if job.input is not None else source.array[block.read_slices()]
+            name = f"clipdenoise-block-{block.key}-{run_id}"
+            tasks.append((block, run_block_task(job, block, data, cancel_token, dask_key_name=name)))
+        report_progress(skipped, total, stats())
+        try:
+            runner.run(tasks, on_done, should_stop)
+        except DenoiseCancelled as exc:
+            exc.report = report(False, 0)
+            raise
+        levels = 0
+        if target.levels and (counters["done"] or not state.pyramid_done(fingerprint)):
+            state.clear_pyramid()
+            levels = _rebuild_pyramid(target, runner)
+            state.mark_pyramid(fingerprint, levels)
+    return report(True, levels)
+
+
+def _rebuild_pyramid(target, runner) -> int:
+    """Recompute every pyramid level from the one above it (after level 0 is complete)."""
+    import dask.array as da
+
+    previous = target.level0
+    for location in target.levels:
+        above = previous.open("r")
+        level = location.open("r+")
+        unit = tuple(level.shards or level.chunks)
+        lazy = downsample_level(da.from_zarr(above), tuple(level.shape), np.dtype(level.dtype))
+        runner.compute(da.store(lazy.rechunk(unit), level, lock=False, compute=False))
+        previous = location
+    return len(target.levels)
+
+
+__all__ = ["denoise_zarr"]
