@@ -57,27 +57,48 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
-        "denoise", help="denoise files, folders or glob patterns",
+        "denoise",
+        help="denoise files, folders or glob patterns",
         description="Denoise images into <stem>_denoised.<ext> files (same format, shape and dtype), with provenance."
         " Formats: TIFF (incl. ImageJ, OME), PNG, JPEG, NPY, zarr arrays.",
     )
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns (quote them)")
     run.add_argument("-o", "--output-dir", type=Path, help="where results go (created; default: next to each input)")
-    run.add_argument("-m", "--model", default=DEFAULT_MODEL, help="installed model name or checkpoint path (default: %(default)s)")
-    run.add_argument("--axes", help="axes of every input, e.g. YX, ZYX, YXS, CZYX (default: from metadata, else guessed)")
-    run.add_argument("--tile-size", type=_tile_size, default=1024, help="tile edge in px, multiple of 16, or 'none' (default: %(default)s)")
-    run.add_argument("--overlap", type=_non_negative, default=256, help="overlap between tiles in px (default: %(default)s)")
+    run.add_argument(
+        "-m", "--model", default=DEFAULT_MODEL, help="installed model name or checkpoint path (default: %(default)s)"
+    )
+    run.add_argument(
+        "--axes", help="axes of every input, e.g. YX, ZYX, YXS, CZYX (default: from metadata, else guessed)"
+    )
+    run.add_argument(
+        "--tile-size",
+        type=_tile_size,
+        default=1024,
+        help="tile edge in px, multiple of 16, or 'none' (default: %(default)s)",
+    )
+    run.add_argument(
+        "--overlap", type=_non_negative, default=256, help="overlap between tiles in px (default: %(default)s)"
+    )
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
-    run.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="(default: %(default)s)")
+    run.add_argument(
+        "--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="(default: %(default)s)"
+    )
     run.add_argument("--batch-size", type=_positive, help="tiles per forward pass (default: 1 on CPU, more on GPUs)")
-    run.add_argument("--threads", type=_positive, help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
+    run.add_argument(
+        "--threads",
+        type=_positive,
+        help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)",
+    )
     run.add_argument("--output-dtype", help="e.g. float32 (default: the input's dtype)")
     run.add_argument("--overwrite", action="store_true", help="redo outputs that exist (default: skip them)")
     run.add_argument("-r", "--recursive", action="store_true", help="also process subfolders (and ** in patterns)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file messages")
     run.add_argument("--report", type=Path, metavar="FILE.json", help="write one record per input to this JSON file")
-    run.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
-                     help="denoise zarr inputs on a dask scheduler (tcp://host:8786) or a local cluster of N workers")
+    run.add_argument(
+        "--scheduler",
+        metavar="ADDRESS|local[:N]",
+        help="denoise zarr inputs on a dask scheduler (tcp://host:8786) or a local cluster of N workers",
+    )
     run.set_defaults(handler=command_denoise)
 
     models = commands.add_parser("models", help="list, inspect, import models; show the cache folder")
@@ -129,7 +150,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _interrupt_on_sigterm() -> None:
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
         raise Terminated
 
     signal.signal(signal.SIGTERM, handler)
@@ -151,7 +172,9 @@ def command_denoise(args) -> int:
         try:
             output_dtype = np.dtype(args.output_dtype)
         except TypeError as exc:
-            raise CommandError(f"--output-dtype {args.output_dtype!r} is not a dtype; use e.g. uint16 or float32") from exc
+            raise CommandError(
+                f"--output-dtype {args.output_dtype!r} is not a dtype; use e.g. uint16 or float32"
+            ) from exc
         if output_dtype.kind not in "uif":
             raise CommandError(f"--output-dtype must be an integer or float type, got {output_dtype}")
     if args.scheduler:
@@ -162,14 +185,17 @@ def command_denoise(args) -> int:
         except RuntimeError as exc:
             raise CommandError(str(exc)) from exc
 
-    jobs = plan_outputs(expand_inputs(args.inputs, recursive=args.recursive,
-                                      exclude=[args.report] if args.report else []), args.output_dir)
+    jobs = plan_outputs(
+        expand_inputs(args.inputs, recursive=args.recursive, exclude=[args.report] if args.report else []),
+        args.output_dir,
+    )
     if not jobs:
         raise CommandError("no input files found")
     problems = check_output_folders(jobs, create=args.output_dir is not None)
     if problems:
         raise CommandError(
-            "cannot write to the output folder(s):\n    " + "\n    ".join(problems)
+            "cannot write to the output folder(s):\n    "
+            + "\n    ".join(problems)
             + "\nChoose a writable folder with -o OUTDIR."
         )
 
@@ -178,8 +204,15 @@ def command_denoise(args) -> int:
         model, settings, model_info = _load_model_and_settings(args, output_dtype)
     else:  # everything is done or failed already: no need to import torch and load the model
         model, model_info = None, {"name": args.model}
-        settings = DenoiseSettings(axes=args.axes, tile_size=args.tile_size, overlap=args.overlap, device=args.device,
-                                   precision=args.precision, overwrite=args.overwrite, model_spec=args.model)
+        settings = DenoiseSettings(
+            axes=args.axes,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            device=args.device,
+            precision=args.precision,
+            overwrite=args.overwrite,
+            model_spec=args.model,
+        )
     settings_info = {k: v for k, v in vars(settings).items() if k != "extra"}
     progress = BatchProgress(len(jobs), quiet=args.quiet)
     if model is not None:
@@ -250,10 +283,16 @@ def _load_model_and_settings(args, output_dtype):
     batch_size = args.batch_size or default_batch_size(device, args.tile_size)
     model_spec = str(Path(args.model).expanduser().resolve()) if Path(args.model).expanduser().is_file() else args.model
     settings = DenoiseSettings(
-        axes=args.axes.upper() if args.axes else None, tile_size=args.tile_size, overlap=args.overlap,
-        batch_size=batch_size, device=str(device), precision=precision,
-        output_dtype=str(output_dtype) if output_dtype is not None else None, overwrite=args.overwrite,
-        scheduler=args.scheduler, model_spec=model_spec,
+        axes=args.axes.upper() if args.axes else None,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        batch_size=batch_size,
+        device=str(device),
+        precision=precision,
+        output_dtype=str(output_dtype) if output_dtype is not None else None,
+        overwrite=args.overwrite,
+        scheduler=args.scheduler,
+        model_spec=model_spec,
     )
     model_info = dict(model.provenance())
     model_info["sha256"] = model.sha256
@@ -291,8 +330,10 @@ def command_models_info(args) -> int:
     if not path.is_file():
         path = installed_path(args.name)
     if entry is not None:
-        print(f"{entry.name}: {entry.description}\n  noise: {entry.noise}\n  channels: {entry.in_channels}"
-              f"\n  source: {entry.source}\n  file: {entry.release_file}")
+        print(
+            f"{entry.name}: {entry.description}\n  noise: {entry.noise}\n  channels: {entry.in_channels}"
+            f"\n  source: {entry.source}\n  file: {entry.release_file}"
+        )
     if path.is_file():
         from .errors import CheckpointError
         from .model.checkpoints import file_sha256, read_project_metadata
@@ -363,8 +404,8 @@ def command_models_remove(args) -> int:
 
 # ---------------------------------------------------------------------------- info
 def command_info(args) -> int:
-    import importlib.metadata as metadata
     import platform
+    from importlib import metadata
 
     from .model.registry import cache_dir, installed_models
 
@@ -382,8 +423,10 @@ def command_info(args) -> int:
     except ImportError as exc:
         print(f"devices: torch cannot be imported ({exc})")
     else:
-        print(f"devices: cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads,"
-              f" native bf16: {'yes' if cpu_has_native_bf16() else 'no'})")
+        print(
+            f"devices: cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads,"
+            f" native bf16: {'yes' if cpu_has_native_bf16() else 'no'})"
+        )
         for index in range(torch.cuda.device_count()):
             print(f"  cuda:{index} {torch.cuda.get_device_name(index)}")
         mps = getattr(torch.backends, "mps", None)

@@ -34,8 +34,9 @@ def cli_env() -> dict:
 
 
 def run(args, timeout=240, **kwargs):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, env=cli_env(),
-                          timeout=timeout, **kwargs)
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, env=cli_env(), timeout=timeout, check=False, **kwargs
+    )
 
 
 def console_script() -> str:
@@ -62,13 +63,23 @@ def make_format_zoo(folder: Path, rng) -> dict[str, np.ndarray]:
     iio.imwrite(folder / "gray.png", arrays["gray.png"])
     iio.imwrite(folder / "photo.jpg", arrays["photo.jpg"], quality=95)
     arrays["photo.jpg"] = iio.imread(folder / "photo.jpg")
-    tifffile.imwrite(folder / "stack.tif", arrays["stack.tif"], imagej=True, resolution=(1 / 0.25, 1 / 0.25),
-                     metadata={"axes": "ZYX", "spacing": 1.5, "unit": "um"})
-    tifffile.imwrite(folder / "cells.ome.tif", arrays["cells.ome.tif"], ome=True,
-                     metadata={"axes": "CYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25, "Channel": {"Name": ["a", "b"]}})
+    tifffile.imwrite(
+        folder / "stack.tif",
+        arrays["stack.tif"],
+        imagej=True,
+        resolution=(1 / 0.25, 1 / 0.25),
+        metadata={"axes": "ZYX", "spacing": 1.5, "unit": "um"},
+    )
+    tifffile.imwrite(
+        folder / "cells.ome.tif",
+        arrays["cells.ome.tif"],
+        ome=True,
+        metadata={"axes": "CYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25, "Channel": {"Name": ["a", "b"]}},
+    )
     np.save(folder / "array.npy", arrays["array.npy"])
-    volume = zarr.create_array(folder / "volume.zarr", shape=(2, 48, 64), chunks=(1, 32, 32), dtype="uint16",
-                               dimension_names=("z", "y", "x"))
+    volume = zarr.create_array(
+        folder / "volume.zarr", shape=(2, 48, 64), chunks=(1, 32, 32), dtype="uint16", dimension_names=("z", "y", "x")
+    )
     volume[:] = arrays["volume.zarr"]
     return arrays
 
@@ -94,8 +105,14 @@ def test_missing_model_gives_the_install_hint_fast_without_torch_or_reading_inpu
         " print('torch imported:', 'torch' in sys.modules); sys.exit(rc)"
     )
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", code, "denoise", str(fifo), "--model", "gaussian15"],
-                            capture_output=True, text=True, env=cli_env(), timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code, "denoise", str(fifo), "--model", "gaussian15"],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+        check=False,
+    )
     elapsed = time.perf_counter() - started
     assert result.returncode == 2, result.stderr
     assert "model 'gaussian15' is not installed" in result.stderr
@@ -111,8 +128,9 @@ def test_every_format_keeps_shape_dtype_metadata_and_a_rerun_skips(tmp_path, ins
     arrays = make_format_zoo(tmp_path / "in", rng)
     report = tmp_path / "report.json"
     args = ["denoise", tmp_path / "in", "-o", tmp_path / "out", "--report", report, *FAST]
-    result = subprocess.run([console_script(), *map(str, args)], capture_output=True, text=True,
-                            env=cli_env(), timeout=300)
+    result = subprocess.run(
+        [console_script(), *map(str, args)], capture_output=True, text=True, env=cli_env(), timeout=300, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert "6 done, 0 skipped, 0 failed of 6" in result.stderr
     assert "axes ZYX (ImageJ metadata)" in result.stderr and "axes CYX (OME metadata)" in result.stderr
@@ -169,19 +187,25 @@ def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path, gray_checkpoint,
     assert f"{folder / 'notes.txt'}: unsupported file type .txt" in failures
     assert "2 done, 0 skipped, 3 failed of 5" in result.stderr
     statuses = {Path(r["input"]).name: r["status"] for r in json.loads((tmp_path / "r.json").read_text())["files"]}
-    assert statuses == {"corrupt.tif": "failed", "empty.tif": "failed", "notes.txt": "failed",
-                        "good1.png": "done", "good2.npy": "done"}
+    assert statuses == {
+        "corrupt.tif": "failed",
+        "empty.tif": "failed",
+        "notes.txt": "failed",
+        "good1.png": "done",
+        "good2.npy": "done",
+    }
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []
 
 
 def _start_and_wait_for_partial(args, folder: Path) -> subprocess.Popen:
-    process = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=cli_env())
+    process = subprocess.Popen(
+        [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
+    )
     deadline = time.monotonic() + 180
     while not any(p.name.startswith(".partial-") for p in folder.iterdir()):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            out, err = process.communicate()
+            _, err = process.communicate()
             pytest.fail(f"the run never started writing (rc {process.returncode}): {err[-2000:]}")
         time.sleep(0.02)
     return process
@@ -193,8 +217,20 @@ def test_sigint_and_sigkill_mid_file_leave_no_partial_output_and_a_rerun_complet
     stack = rng.integers(0, 60000, (6, 96, 96), dtype=np.uint16)
     tifffile.imwrite(folder / "big.tif", stack, imagej=True, metadata={"axes": "ZYX"})
     output = folder / "big_denoised.tif"
-    slow = ["denoise", folder / "big.tif", "--model", rgb_checkpoint, "--tile-size", "32", "--overlap", "16",
-            "--precision", "fp32", "--device", "cpu"]
+    slow = [
+        "denoise",
+        folder / "big.tif",
+        "--model",
+        rgb_checkpoint,
+        "--tile-size",
+        "32",
+        "--overlap",
+        "16",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+    ]
 
     process = _start_and_wait_for_partial(slow, folder)
     process.send_signal(signal.SIGINT)

@@ -114,13 +114,36 @@ def test_scheduler_hands_zarr_inputs_to_denoise_zarr(tmp_path, rgb_checkpoint, m
 
     engine.denoise_zarr = denoise_zarr
     monkeypatch.setitem(sys.modules, "napari_clipdenoise.distributed", engine)
-    argv = ["denoise", str(tmp_path / "v.zarr"), "--model", str(rgb_checkpoint), "--scheduler", "tcp://127.0.0.1:8786",
-            "--tile-size", "64", "--overlap", "16", "--device", "cpu", "--precision", "fp32", "-q"]
+    argv = [
+        "denoise",
+        str(tmp_path / "v.zarr"),
+        "--model",
+        str(rgb_checkpoint),
+        "--scheduler",
+        "tcp://127.0.0.1:8786",
+        "--tile-size",
+        "64",
+        "--overlap",
+        "16",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "-q",
+    ]
     assert main(argv) == 0, capsys.readouterr().err
-    (source, output, model, options), = calls
+    ((source, output, model, options),) = calls
     assert (source, output, model) == (str(tmp_path / "v.zarr"), str(tmp_path / "v_denoised.zarr"), str(rgb_checkpoint))
-    assert options == {"scheduler": "tcp://127.0.0.1:8786", "axes": None, "tile_size": 64, "overlap": 16,
-                       "device": "cpu", "precision": "fp32", "batch_size": 1, "progress": options["progress"]}
+    assert options == {
+        "scheduler": "tcp://127.0.0.1:8786",
+        "axes": None,
+        "tile_size": 64,
+        "overlap": 16,
+        "device": "cpu",
+        "precision": "fp32",
+        "batch_size": 1,
+        "progress": options["progress"],
+    }
     # a rerun is handed over again (the engine resumes unfinished blocks), --overwrite and --axes are passed on
     assert main([*argv, "--overwrite", "--axes", "zyx"]) == 0
     assert calls[1][3]["overwrite"] is True and calls[1][3]["axes"] == "ZYX"

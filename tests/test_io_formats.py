@@ -10,17 +10,29 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_clipdenoise.io import arrays, tiff
+from napari_clipdenoise.io import tiff
 from napari_clipdenoise.io.atomic import atomic_output, partial_path, remove_stale_partials
 from napari_clipdenoise.io.base import UnreadableImageError, UnsupportedFormatError
 from napari_clipdenoise.io.discovery import check_output_folders, expand_inputs, plan_outputs
 from napari_clipdenoise.io.formats import (
-    format_of, looks_like_output, open_sink, open_source, output_name, read_provenance, split_name,
+    format_of,
+    looks_like_output,
+    open_sink,
+    open_source,
+    output_name,
+    read_provenance,
+    split_name,
 )
 from napari_clipdenoise.io.provenance import build_provenance, sidecar_path
 
-PROVENANCE = build_provenance({"name": "test", "sha256": "ab" * 32}, {"tile_size": 32}, source="in.tif",
-                              input_shape=(2, 3), input_dtype="uint8", axes="YX")
+PROVENANCE = build_provenance(
+    {"name": "test", "sha256": "ab" * 32},
+    {"tile_size": 32},
+    source="in.tif",
+    input_shape=(2, 3),
+    input_dtype="uint8",
+    axes="YX",
+)
 
 
 def roundtrip(path, out_path, transform=lambda a: a):
@@ -40,8 +52,13 @@ def roundtrip(path, out_path, transform=lambda a: a):
 def test_imagej_hyperstack_keeps_axes_resolution_and_metadata(tmp_path, rng):
     data = rng.integers(0, 60000, (2, 3, 24, 32), dtype=np.uint16)
     path = tmp_path / "stack.tif"
-    tifffile.imwrite(path, data, imagej=True, resolution=(4.0, 4.0),
-                     metadata={"axes": "ZCYX", "spacing": 0.7, "unit": "um", "Labels": list("abcdef"), "finterval": 2.0})
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(4.0, 4.0),
+        metadata={"axes": "ZCYX", "spacing": 0.7, "unit": "um", "Labels": list("abcdef"), "finterval": 2.0},
+    )
     source, result = roundtrip(path, tmp_path / "out.tif", lambda a: a // 2)
     assert source.axes == "ZCYX" and source.axes_source == "ImageJ metadata"
     with tifffile.TiffFile(tmp_path / "out.tif") as tif:
@@ -56,9 +73,19 @@ def test_imagej_hyperstack_keeps_axes_resolution_and_metadata(tmp_path, rng):
 def test_ome_tiff_keeps_physical_sizes_channel_names_and_gets_annotation(tmp_path, rng):
     data = rng.integers(0, 4000, (2, 24, 32), dtype=np.uint16)
     path = tmp_path / "cells.ome.tif"
-    tifffile.imwrite(path, data, ome=True, metadata={
-        "axes": "CYX", "PhysicalSizeX": 0.25, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.3,
-        "Channel": {"Name": ["DAPI", "GFP"]}, "Name": "cells"})
+    tifffile.imwrite(
+        path,
+        data,
+        ome=True,
+        metadata={
+            "axes": "CYX",
+            "PhysicalSizeX": 0.25,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeY": 0.3,
+            "Channel": {"Name": ["DAPI", "GFP"]},
+            "Name": "cells",
+        },
+    )
     source, result = roundtrip(path, tmp_path / "out.ome.tif")
     assert source.axes == "CYX" and source.axes_source == "OME metadata"
     with tifffile.TiffFile(tmp_path / "out.ome.tif") as tif:
@@ -104,8 +131,9 @@ def test_large_tiffs_are_read_lazily_and_written_as_bigtiff(tmp_path, rng, monke
         np.testing.assert_array_equal(tif.asarray(), data)
 
 
-@pytest.mark.parametrize("shape,dtype", [((24, 32), np.uint8), ((24, 32), np.uint16), ((24, 32, 3), np.uint16),
-                                         ((24, 32, 4), np.uint8)])
+@pytest.mark.parametrize(
+    "shape,dtype", [((24, 32), np.uint8), ((24, 32), np.uint16), ((24, 32, 3), np.uint16), ((24, 32, 4), np.uint8)]
+)
 def test_png_roundtrip_8_and_16_bit_with_text_chunk(tmp_path, rng, shape, dtype):
     import png
 
@@ -150,8 +178,14 @@ def test_npy_is_memory_mapped_and_zarr_keeps_layout_and_attrs(tmp_path, rng):
     roundtrip(tmp_path / "a.npy", tmp_path / "out.npy", lambda a: a * 2)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), np.load(tmp_path / "a.npy") * 2)
 
-    array = zarr.create_array(tmp_path / "v.zarr", shape=(3, 24, 32), chunks=(1, 16, 16), dtype="uint16",
-                              dimension_names=("z", "y", "x"), attributes={"scale": [2, 0.5, 0.5]})
+    array = zarr.create_array(
+        tmp_path / "v.zarr",
+        shape=(3, 24, 32),
+        chunks=(1, 16, 16),
+        dtype="uint16",
+        dimension_names=("z", "y", "x"),
+        attributes={"scale": [2, 0.5, 0.5]},
+    )
     array[:] = rng.integers(0, 1000, (3, 24, 32))
     source, result = roundtrip(tmp_path / "v.zarr", tmp_path / "out.zarr", lambda a: a + 1)
     assert source.axes == "ZYX" and source.axes_source == "zarr dimension names"
@@ -194,15 +228,13 @@ def test_names():
 
 def test_atomic_output_removes_partial_on_error_and_never_half_replaces(tmp_path):
     final = tmp_path / "out.tif"
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_output(final) as temporary:
-            temporary.write_bytes(b"half")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_output(final) as temporary:
+        temporary.write_bytes(b"half")
+        raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
     final.write_bytes(b"old")
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        with atomic_output(final):
-            pass
+    with pytest.raises(FileExistsError, match="--overwrite"), atomic_output(final):
+        pass
     with atomic_output(final, overwrite=True) as temporary:
         temporary.write_bytes(b"new")
         assert final.read_bytes() == b"old"
@@ -217,7 +249,9 @@ def test_atomic_output_removes_partial_on_error_and_never_half_replaces(tmp_path
 
 def test_stale_partials_of_dead_processes_are_removed(tmp_path):
     final = tmp_path / "out.tif"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     stale = partial_path(final, int(dead.stdout))
     stale.write_bytes(b"x")
     mine = partial_path(final)
@@ -239,22 +273,33 @@ def test_discovery_folders_globs_collisions_and_outdir(tmp_path):
     assert outputs["a.tif"] == tmp_path / "out" / "a_denoised.tif"
     assert "unsupported file type .txt" in next(j.error for j in deep if j.input.name == "notes.txt")
 
-    globbed = expand_inputs([str(tmp_path / "in" / "*.tif"), str(tmp_path / "nothing*.tif"), str(tmp_path / "missing.tif")])
+    globbed = expand_inputs(
+        [str(tmp_path / "in" / "*.tif"), str(tmp_path / "nothing*.tif"), str(tmp_path / "missing.tif")]
+    )
     assert [j.input.name for j in globbed[:1]] == ["a.tif"]
     assert [j.error for j in globbed[1:]] == ["no file matches this pattern", "no such file or folder"]
 
     # an explicitly named earlier output would be overwritten by the first input's result: refused
-    explicit = plan_outputs(expand_inputs([str(tmp_path / "in" / "a.tif"), str(tmp_path / "in" / "a_denoised.tif")]), None)
+    explicit = plan_outputs(
+        expand_inputs([str(tmp_path / "in" / "a.tif"), str(tmp_path / "in" / "a_denoised.tif")]), None
+    )
     assert "never overwritten" in explicit[0].error and explicit[1].error is None
     # two inputs with the same name into one folder
-    same = plan_outputs(expand_inputs([str(tmp_path / "in" / "a.tif"), str(tmp_path / "in" / "sub" / "a.tif")]), tmp_path / "o")
+    same = plan_outputs(
+        expand_inputs([str(tmp_path / "in" / "a.tif"), str(tmp_path / "in" / "sub" / "a.tif")]), tmp_path / "o"
+    )
     assert same[0].error is None and "would also be written" in same[1].error
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
     bad = plan_outputs(expand_inputs([str(tmp_path / "in" / "b.png")]), blocker / "out")
     assert check_output_folders(bad, create=True)
-    assert check_output_folders(plan_outputs(expand_inputs([str(tmp_path / "in" / "b.png")]), tmp_path / "new"), create=True) == []
+    assert (
+        check_output_folders(
+            plan_outputs(expand_inputs([str(tmp_path / "in" / "b.png")]), tmp_path / "new"), create=True
+        )
+        == []
+    )
 
 
 def test_sidecar_path_and_provenance_content(tmp_path):
@@ -289,8 +334,9 @@ def test_lazy_tiff_input_is_denoised_plane_by_plane_into_a_memory_mapped_output(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # several times faster than 2 threads on a busy 2-core machine
     try:
-        record = process_job(Job(tmp_path / "s.tif", tmp_path / "s_denoised.tif"), gray_model, settings,
-                             {"name": "gray"}, progress)
+        record = process_job(
+            Job(tmp_path / "s.tif", tmp_path / "s_denoised.tif"), gray_model, settings, {"name": "gray"}, progress
+        )
         expected = denoise(data, gray_model, axes="ZYX", tile_size=None, overlap=0, precision="fp32", device="cpu")
     finally:
         torch.set_num_threads(threads)

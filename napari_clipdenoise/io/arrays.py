@@ -118,8 +118,12 @@ class ZarrSink(OutputSink):
             if getattr(src.metadata, "dimension_names", None):
                 options["dimension_names"] = src.metadata.dimension_names
         self.array = zarr.create_array(
-            store=str(temporary), shape=tuple(shape), dtype=np.dtype(dtype), fill_value=0,
-            attributes=json.loads(json.dumps(attributes, default=str)), **options,
+            store=str(temporary),
+            shape=tuple(shape),
+            dtype=np.dtype(dtype),
+            fill_value=0,
+            attributes=json.loads(json.dumps(attributes, default=str)),
+            **options,
         )
 
     def finish(self, result) -> None:

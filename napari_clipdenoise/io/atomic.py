@@ -12,8 +12,8 @@ import contextlib
 import errno
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 PARTIAL_PREFIX = ".partial-"
 
@@ -49,7 +49,7 @@ def remove_stale_partials(final: Path) -> list[Path]:
     """Delete temporary files for ``final`` left by processes that no longer run; return them."""
     removed = []
     for candidate in final.parent.glob(f"{PARTIAL_PREFIX}*-{final.name}"):
-        pid_text = candidate.name[len(PARTIAL_PREFIX):].split("-", 1)[0]
+        pid_text = candidate.name[len(PARTIAL_PREFIX) :].split("-", 1)[0]
         if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
             _remove(candidate)
             removed.append(candidate)

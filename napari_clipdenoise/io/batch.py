@@ -39,9 +39,15 @@ class DenoiseSettings:
 
     def provenance_parameters(self, axes: str, output_dtype) -> dict:
         return {
-            "axes": axes, "tile_size": self.tile_size, "overlap": self.overlap, "batch_size": self.batch_size,
-            "device": self.device, "precision": self.precision, "output_dtype": str(output_dtype),
-            "intensity_range": "auto", "scheduler": self.scheduler,
+            "axes": axes,
+            "tile_size": self.tile_size,
+            "overlap": self.overlap,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "precision": self.precision,
+            "output_dtype": str(output_dtype),
+            "intensity_range": "auto",
+            "scheduler": self.scheduler,
         }
 
 
@@ -94,8 +100,14 @@ def _delegate(job: Job, settings: DenoiseSettings, progress, record: FileRecord,
     """A zarr input with --scheduler: the dask engine reads, plans and writes it (resumably) itself."""
     from .distributed_bridge import denoise_zarr_distributed
 
-    options = dict(axes=settings.axes, tile_size=settings.tile_size, overlap=settings.overlap, device=settings.device,
-                   precision=settings.precision, batch_size=settings.batch_size)
+    options = {
+        "axes": settings.axes,
+        "tile_size": settings.tile_size,
+        "overlap": settings.overlap,
+        "device": settings.device,
+        "precision": settings.precision,
+        "batch_size": settings.batch_size,
+    }
     try:
         result = denoise_zarr_distributed(job.input, job.output, settings, options, progress.tiles_done)
         record.status = "done"
@@ -120,11 +132,17 @@ def _denoise_source(source, output, model, settings, model_info, progress, recor
     record.notes.extend(source.notes)
     axes = settings.axes or source.axes
     plan = plan_denoise(
-        source.data, model.in_channels, axes=axes, tile_size=settings.tile_size, overlap=settings.overlap,
+        source.data,
+        model.in_channels,
+        axes=axes,
+        tile_size=settings.tile_size,
+        overlap=settings.overlap,
         output_dtype=settings.output_dtype,
     )
     record.axes = plan.layout.axes
-    record.axes_source = "--axes" if settings.axes else (source.axes_source if source.axes else "guessed from the shape")
+    record.axes_source = (
+        "--axes" if settings.axes else (source.axes_source if source.axes else "guessed from the shape")
+    )
     out_dtype = plan.output_dtype
     check_output_dtype(source, out_dtype)
     record.output_shape, record.output_dtype = list(source.shape), str(out_dtype)
@@ -133,18 +151,27 @@ def _denoise_source(source, output, model, settings, model_info, progress, recor
         + "".join(f"; {note}" for note in source.notes)
     )
     provenance = build_provenance(
-        model_info, settings.provenance_parameters(plan.layout.axes, out_dtype), source=str(source.path),
-        input_shape=source.shape, input_dtype=source.dtype, axes=plan.layout.axes,
+        model_info,
+        settings.provenance_parameters(plan.layout.axes, out_dtype),
+        source=str(source.path),
+        input_shape=source.shape,
+        input_dtype=source.dtype,
+        axes=plan.layout.axes,
     )
-    options = dict(
-        axes=plan.layout.axes, tile_size=settings.tile_size, overlap=settings.overlap, device=settings.device,
-        precision=settings.precision, batch_size=settings.batch_size,
-    )
+    options = {
+        "axes": plan.layout.axes,
+        "tile_size": settings.tile_size,
+        "overlap": settings.overlap,
+        "device": settings.device,
+        "precision": settings.precision,
+        "batch_size": settings.batch_size,
+    }
     with atomic_output(output, overwrite=settings.overwrite) as temporary:
         sink = open_sink(source, temporary, source.shape, out_dtype, provenance)
         try:
-            result = denoise(source.data, model, output_dtype=out_dtype, out=sink.array,
-                             progress=progress.tiles_done, **options)
+            result = denoise(
+                source.data, model, output_dtype=out_dtype, out=sink.array, progress=progress.tiles_done, **options
+            )
             sink.finish(result)
         except BaseException:
             sink.abort()

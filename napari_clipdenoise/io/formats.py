@@ -8,9 +8,13 @@ from pathlib import Path
 from .base import ImageSource, OutputSink, UnreadableImageError, UnsupportedFormatError
 
 _SUFFIX_KINDS = {
-    ".tif": "tiff", ".tiff": "tiff", ".btf": "tiff", ".tf8": "tiff",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".btf": "tiff",
+    ".tf8": "tiff",
     ".png": "png",
-    ".jpg": "jpeg", ".jpeg": "jpeg",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
     ".npy": "npy",
     ".zarr": "zarr",
 }
@@ -25,7 +29,7 @@ def split_name(path: Path) -> tuple[str, str]:
     lower = name.lower()
     for double in (".ome.tiff", ".ome.tif", ".ome.btf", ".ome.zarr"):
         if lower.endswith(double) and len(name) > len(double):
-            return name[: -len(double)], name[-len(double):]
+            return name[: -len(double)], name[-len(double) :]
     return path.stem, path.suffix
 
 
@@ -39,7 +43,9 @@ def format_of(path: Path) -> str:
     if path.is_dir():
         if is_zarr_dir(path):
             return "zarr"
-        raise UnsupportedFormatError("is a folder, not a zarr array (pass --recursive to process folders inside folders)")
+        raise UnsupportedFormatError(
+            "is a folder, not a zarr array (pass --recursive to process folders inside folders)"
+        )
     kind = _SUFFIX_KINDS.get(path.suffix.lower())
     if kind is None or kind == "zarr":
         extension = path.suffix or "(no extension)"
@@ -141,7 +147,17 @@ def read_provenance(path: Path) -> dict | None:
 
 
 __all__ = [
-    "ImageSource", "OutputSink", "UnreadableImageError", "UnsupportedFormatError", "SUPPORTED_EXTENSIONS",
-    "split_name", "format_of", "output_name", "looks_like_output", "open_source", "open_sink",
-    "check_output_dtype", "read_provenance",
+    "SUPPORTED_EXTENSIONS",
+    "ImageSource",
+    "OutputSink",
+    "UnreadableImageError",
+    "UnsupportedFormatError",
+    "check_output_dtype",
+    "format_of",
+    "looks_like_output",
+    "open_sink",
+    "open_source",
+    "output_name",
+    "read_provenance",
+    "split_name",
 ]

@@ -13,8 +13,9 @@ class BatchProgress:
 
         self._tqdm = tqdm
         self.quiet = quiet
-        self.files = tqdm(total=total_files, unit="file", desc="files", position=0, disable=quiet,
-                          file=sys.stderr, dynamic_ncols=True)
+        self.files = tqdm(
+            total=total_files, unit="file", desc="files", position=0, disable=quiet, file=sys.stderr, dynamic_ncols=True
+        )
         self.tiles = None
         self.name = ""
 
@@ -24,8 +25,16 @@ class BatchProgress:
     def tiles_done(self, done: int, total: int) -> None:
         """The core's ``progress(done, total)`` callback."""
         if self.tiles is None:
-            self.tiles = self._tqdm(total=total, unit="tile", desc=self.name, position=1, leave=False,
-                                    disable=self.quiet, file=sys.stderr, dynamic_ncols=True)
+            self.tiles = self._tqdm(
+                total=total,
+                unit="tile",
+                desc=self.name,
+                position=1,
+                leave=False,
+                disable=self.quiet,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
         if self.tiles.total != total:
             self.tiles.total = total
             self.tiles.refresh()

@@ -55,10 +55,10 @@ def read_raster(path: Path, kind: str) -> ImageSource:
 
             data = np.asarray(iio.imread(path, extension=".png" if kind == "png" else ".jpg"))
         with Image.open(path) as image:
-            info = {
-                key: image.info[key] for key in ("icc_profile", "exif", "dpi") if image.info.get(key) is not None
-            }
-            info["text"] = {k: v for k, v in getattr(image, "text", {}).items() if k != PROVENANCE_KEY} if kind == "png" else {}
+            info = {key: image.info[key] for key in ("icc_profile", "exif", "dpi") if image.info.get(key) is not None}
+            info["text"] = (
+                {k: v for k, v in getattr(image, "text", {}).items() if k != PROVENANCE_KEY} if kind == "png" else {}
+            )
     except UnreadableImageError:
         raise
     except Exception as exc:
@@ -83,7 +83,9 @@ class RasterSink(OutputSink):
         allowed = PNG_DTYPES if self.kind == "png" else JPEG_DTYPES
         if self.dtype not in allowed:
             names = " or ".join(str(d) for d in allowed)
-            raise ValueError(f"{self.kind.upper()} files hold {names} pixels, not {self.dtype}; use --output-dtype {allowed[0]}")
+            raise ValueError(
+                f"{self.kind.upper()} files hold {names} pixels, not {self.dtype}; use --output-dtype {allowed[0]}"
+            )
 
     def finish(self, result) -> None:
         result = np.asarray(result)
@@ -101,8 +103,14 @@ class RasterSink(OutputSink):
             text.add_itxt(PROVENANCE_KEY, to_json(self.provenance))
             image.save(self.temporary, format="PNG", pnginfo=text, **options)
         else:
-            image.save(self.temporary, format="JPEG", quality=95, subsampling=0,
-                       comment=to_json(self.provenance).encode(), **options)
+            image.save(
+                self.temporary,
+                format="JPEG",
+                quality=95,
+                subsampling=0,
+                comment=to_json(self.provenance).encode(),
+                **options,
+            )
 
     def _write_png16(self, result: np.ndarray) -> None:
         import png

@@ -23,11 +23,28 @@ BIGTIFF_BYTES = 2**31 - 2**25  # leave room for tags and descriptions below 2 Gi
 IMAGEJ_DTYPES = {np.dtype(t) for t in ("uint8", "uint16", "int16", "float32")}
 _IMAGEJ_COMPUTED = ("ImageJ", "images", "channels", "slices", "frames", "hyperstack", "axes")
 _OME_PIXEL_KEYS = (
-    "PhysicalSizeX", "PhysicalSizeXUnit", "PhysicalSizeY", "PhysicalSizeYUnit", "PhysicalSizeZ",
-    "PhysicalSizeZUnit", "TimeIncrement", "TimeIncrementUnit", "SignificantBits",
+    "PhysicalSizeX",
+    "PhysicalSizeXUnit",
+    "PhysicalSizeY",
+    "PhysicalSizeYUnit",
+    "PhysicalSizeZ",
+    "PhysicalSizeZUnit",
+    "TimeIncrement",
+    "TimeIncrementUnit",
+    "SignificantBits",
 )
-_OME_CHANNEL_KEYS = ("Name", "Color", "EmissionWavelength", "EmissionWavelengthUnit", "ExcitationWavelength",
-                     "ExcitationWavelengthUnit", "Fluor", "AcquisitionMode", "ContrastMethod", "IlluminationType")
+_OME_CHANNEL_KEYS = (
+    "Name",
+    "Color",
+    "EmissionWavelength",
+    "EmissionWavelengthUnit",
+    "ExcitationWavelength",
+    "ExcitationWavelengthUnit",
+    "Fluor",
+    "AcquisitionMode",
+    "ContrastMethod",
+    "IlluminationType",
+)
 
 
 def _axes_for_core(axes: str) -> str | None:
@@ -90,13 +107,17 @@ def read_tiff(path: Path) -> ImageSource:
         if len(series.levels) > 1:
             notes.append(f"the pyramid's {len(series.levels) - 1} reduced levels are not written to the output")
         if flavour == "imagej":
-            info["imagej_metadata"] = {k: v for k, v in (tif.imagej_metadata or {}).items() if k not in _IMAGEJ_COMPUTED}
+            info["imagej_metadata"] = {
+                k: v for k, v in (tif.imagej_metadata or {}).items() if k not in _IMAGEJ_COMPUTED
+            }
         elif flavour == "ome":
             info["ome_metadata"] = _ome_metadata(tif.ome_metadata)
         else:
             shaped = tif.shaped_metadata
             if shaped:
-                info["shaped_metadata"] = {k: v for k, v in shaped[0].items() if k not in ("shape", "axes", PROVENANCE_KEY)}
+                info["shaped_metadata"] = {
+                    k: v for k, v in shaped[0].items() if k not in ("shape", "axes", PROVENANCE_KEY)
+                }
             elif page.description:
                 info["original_description"] = page.description
 
@@ -191,7 +212,7 @@ class TiffSink(OutputSink):
 
         try:
             return tifffile.memmap(self.temporary, shape=self.shape, dtype=self.dtype, **self.kwargs)
-        except Exception:  # noqa: BLE001 - metadata the writer rejects: keep axes, resolution, provenance
+        except Exception:
             if "metadata" not in self.kwargs or not self.kwargs.get("ome"):
                 raise
             metadata = self.kwargs["metadata"]
