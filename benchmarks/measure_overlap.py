@@ -34,11 +34,12 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--overlaps", type=int, nargs="+", default=[16, 32, 64, 96, 128, 192, 256])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, nargs=2, default=[1000, 1500], metavar=("H", "W"))
     parser.add_argument("--json", help="write the table as JSON here")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     model = DenoisingModel(init_random_weights(CLIPDenoiser(), args.seed).eval(), "random")
-    image = test_image()
+    image = test_image(*args.size)
     start = time.perf_counter()
     whole = denoise(image, model, tile_size=None, precision="fp32")
     print(f"whole image {image.shape}: {time.perf_counter() - start:.1f} s, output std {whole.std():.3f}")
@@ -51,7 +52,7 @@ def main() -> None:
         diff = np.abs(tiled - whole)
         from napari_clipdenoise.inference.tiling import count_tiles
 
-        row = dict(tile=tile, overlap=overlap, tiles=count_tiles(1000, 1500, tile, overlap),
+        row = dict(tile=tile, overlap=overlap, tiles=count_tiles(*args.size, tile, overlap),
                    max_abs=float(diff.max()), mean_abs=float(diff.mean()), seconds=round(elapsed, 2))
         rows.append(row)
         print(f"{row['tile']:>5} {overlap:>8} {row['tiles']:>6} {row['max_abs']:>11.2e} {row['mean_abs']:>12.2e} {elapsed:>7.1f}")

@@ -49,7 +49,7 @@ def _ramp(length: int, before: int, after: int) -> np.ndarray:
     """1D blending weight of one tile.
 
     Where a tile shares ``n`` pixels with a neighbour, its weight is 0 over the
-    outer 3/8 of the shared part, rises linearly over the middle quarter and is 1
+    outer 7/16 of the shared part, rises linearly over the middle eighth and is 1
     beyond: each output pixel comes from the tile where it lies deepest, with a
     short crossfade so there is no seam. (Tile edges are the least accurate part
     of a tile; see docs/tiling.md.)
@@ -59,7 +59,7 @@ def _ramp(length: int, before: int, after: int) -> np.ndarray:
         if shared <= 0:
             continue
         distance = np.arange(shared, dtype=np.float32) + 0.5  # from this tile's edge
-        band = max(shared / 4.0, 1.0)
+        band = max(shared / 8.0, 1.0)
         rising = np.clip((distance - (shared - band) / 2.0) / band, 0.0, 1.0)
         if side == 1:
             weight[:shared] = np.minimum(weight[:shared], rising)
@@ -97,6 +97,15 @@ class TilePlan:
             after = start + tile - starts[i + 1] if i + 1 < len(starts) else 0
             ramps[start] = _ramp(tile, max(before, 0), max(after, 0))
         return ramps
+
+    def blend_weights(self, axis: int) -> dict[int, np.ndarray]:
+        """``weights_1d`` divided by their sum along the axis: the 2D weights ``outer(wy, wx)`` sum to 1."""
+        ramps = self.weights_1d(axis)
+        tile = self.tile_height if axis == 0 else self.tile_width
+        total = np.zeros(self.padded_height if axis == 0 else self.padded_width, np.float64)
+        for start, ramp in ramps.items():
+            total[start:start + tile] += ramp
+        return {start: (ramp / total[start:start + tile]).astype(np.float32) for start, ramp in ramps.items()}
 
 
 def plan_tiles(height: int, width: int, tile_size: int | None, overlap: int, pad_multiple: int = ALIGN) -> TilePlan:
@@ -159,7 +168,9 @@ def tiled_inference(
     pad_multiple: int = ALIGN,
     on_tiles: Callable[[int], None] | None = None,
     cancel=None,
-) -> np.ndarray:
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    sink: Callable[[int, int, np.ndarray], None] | None = None,
+) -> np.ndarray | None:
     """Apply ``fn`` to a ``C x H x W`` float32 plane tile by tile; return ``C_out x H x W`` float32.
 
     ``fn`` maps a ``B x C x h x w`` tensor on ``device`` (h, w multiples of 16) to
@@ -170,14 +181,15 @@ def tiled_inference(
     """
     device = torch.device(device)
     should_stop = as_cancel_check(cancel)
-    plane = np.ascontiguousarray(plane, dtype=np.float32)
+    plane = np.asarray(plane)
     if plane.ndim != 3:
         raise ValueError(f"plane must be C x H x W, got shape {plane.shape}")
     _, height, width = plane.shape
     while True:
         plan = plan_tiles(height, width, tile_size, overlap, pad_multiple)
         try:
-            return _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out_channels, on_tiles, should_stop)
+            return _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out_channels, on_tiles,
+                             should_stop, transform, sink)
         except _ShrinkTiles:
             current = tile_size or max(plan.tile_height, plan.tile_width)
             if current <= 64:
@@ -195,11 +207,120 @@ class _ShrinkTiles(Exception):
     pass
 
 
-def _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out_channels, on_tiles, should_stop):
-    padded = reflect_pad(plane, plan.padded_height, plan.padded_width)
-    accumulator = None
-    weight_sum = np.zeros((plan.padded_height, plan.padded_width), np.float32)
-    ramps_y, ramps_x = plan.weights_1d(0), plan.weights_1d(1)
+def reflect_indices(length: int, padded: int) -> np.ndarray:
+    """Source index of each of ``padded`` positions when a length-``length`` axis is reflect-padded at its end.
+
+    Matches ``np.pad(..., mode="reflect")`` including repeated reflection when
+    the padding is longer than the axis.
+    """
+    if length == 1:
+        return np.zeros(padded, np.intp)
+    index = np.arange(padded) % (2 * (length - 1))
+    return np.where(index < length, index, 2 * (length - 1) - index)
+
+
+def _read_tile(plane: np.ndarray, y: int, x: int, th: int, tw: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The ``C x th x tw`` tile at (y, x) of the reflect-padded plane, without padding the whole plane."""
+    _, height, width = plane.shape
+    if y + th <= height and x + tw <= width:
+        return plane[:, y:y + th, x:x + tw]
+    return plane[:, rows[y:y + th, None], cols[None, x:x + tw]]
+
+
+class _HostStaging:
+    """Builds the host-side batch tensor; on CUDA in pinned memory, copied on a side stream.
+
+    Two pinned buffers alternate so the next batch can be filled while the
+    previous one is still being copied; an event per buffer guards its reuse.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.buffers: list = [None, None]
+        self.events: list = [None, None]
+        self.turn = 0
+        self.stream = torch.cuda.Stream(device) if self.cuda else None
+
+    def to_device(self, tiles: list[np.ndarray]) -> torch.Tensor:
+        if not self.cuda:
+            return torch.from_numpy(np.stack(tiles)).to(self.device)
+        slot, self.turn = self.turn, self.turn ^ 1
+        if self.events[slot] is not None:
+            self.events[slot].synchronize()
+        shape = (len(tiles), *tiles[0].shape)
+        buffer = self.buffers[slot]
+        if buffer is None or tuple(buffer.shape) != shape:
+            buffer = self.buffers[slot] = torch.empty(shape, dtype=torch.float32, pin_memory=True)
+        np.stack(tiles, out=buffer.numpy())
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self.stream):
+            x = buffer.to(self.device, non_blocking=True)
+            self.events[slot] = torch.cuda.Event()
+            self.events[slot].record(self.stream)
+        compute.wait_stream(self.stream)
+        x.record_stream(compute)
+        return x
+
+
+class _RowStitcher:
+    """Blends weighted tile outputs into a band of rows on the device and hands finished rows on.
+
+    Tiles arrive row-major; once tiles start at row ``y``, rows above ``y`` get no
+    more contributions and go to ``sink(start, stop, rows)`` (float32 numpy,
+    ``C_out x n x W``, valid only during the call). Memory: one band of
+    ``C_out x tile_height x padded_width`` floats, whatever the image height.
+    """
+
+    def __init__(self, plan: TilePlan, device: torch.device, precision: str, sink):
+        self.plan, self.device, self.precision, self.sink = plan, device, precision, sink
+        self.weights_y = {s: torch.from_numpy(w).to(device) for s, w in plan.blend_weights(0).items()}
+        self.weights_x = {s: torch.from_numpy(w).to(device) for s, w in plan.blend_weights(1).items()}
+        self.band: torch.Tensor | None = None
+        self.top = 0
+
+    def add(self, y: int, x: int, tile: torch.Tensor) -> None:
+        th, tw = self.plan.tile_height, self.plan.tile_width
+        if self.band is None:
+            self.band = torch.zeros((tile.shape[0], th, self.plan.padded_width), dtype=torch.float32, device=self.device)
+        if y != self.top:
+            self._emit(y)
+            shift = y - self.top
+            self.band[:, : th - shift] = self.band[:, shift:].clone()
+            self.band[:, th - shift:] = 0
+            self.top = y
+        weight = self.weights_y[y][:, None] * self.weights_x[x][None, :]
+        self.band[:, :, x:x + tw].addcmul_(tile, weight)
+
+    def finish(self) -> None:
+        self._emit(self.plan.height)
+
+    def _emit(self, stop: int) -> None:
+        stop = min(stop, self.plan.height)
+        if stop <= self.top:
+            return
+        rows = self.band[:, : stop - self.top, : self.plan.width]
+        if not bool(torch.isfinite(rows).all()):
+            raise FloatingPointError(
+                f"the network produced NaN/Inf at precision {self.precision}; try precision='fp32'"
+            )
+        self.sink(self.top, stop, rows.cpu().numpy())
+
+
+def _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out_channels, on_tiles, should_stop,
+              transform=None, sink=None):
+    rows_index = reflect_indices(plan.height, plan.padded_height)
+    cols_index = reflect_indices(plan.width, plan.padded_width)
+    result = []
+    if sink is None:
+        def sink(start, stop, rows):
+            if not result:
+                result.append(np.empty((rows.shape[0], plan.height, plan.width), np.float32))
+            result[0][:, start:stop] = rows
+
+    transform = transform or (lambda tile: tile.astype(np.float32, copy=False))
+    stitcher = _RowStitcher(plan, device, precision, sink)
+    staging = _HostStaging(device)
     boxes = plan.boxes
     th, tw = plan.tile_height, plan.tile_width
     index = 0
@@ -207,14 +328,14 @@ def _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out
         if should_stop():
             raise DenoiseCancelled("denoising was cancelled")
         batch = boxes[index:index + batch_size]
-        tiles = np.stack([padded[:, y:y + th, x:x + tw] for y, x in batch])
         geometry = None
         if getattr(fn, "accepts_tile_geometry", False) and len(plan) > 1:
             from ..model.network import TileGeometry
 
             geometry = TileGeometry(tuple(batch), (plan.padded_height, plan.padded_width))
         try:
-            result = _forward(fn, tiles, device, precision, channels_last, geometry)
+            tiles = staging.to_device([transform(_read_tile(plane, y, x, th, tw, rows_index, cols_index)) for y, x in batch])
+            output = _forward(fn, tiles, device, precision, channels_last, geometry)
         except Exception as exc:
             if not _is_oom(exc):
                 raise
@@ -224,32 +345,26 @@ def _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out
                 batch_size = max(1, batch_size // 2)
                 continue
             raise _ShrinkTiles() from exc
-        if accumulator is None:
-            channels = out_channels or result.shape[1]
-            accumulator = np.zeros((channels, plan.padded_height, plan.padded_width), np.float32)
-        for (y, x), tile_out in zip(batch, result):
-            weight = np.outer(ramps_y[y], ramps_x[x])
-            accumulator[:, y:y + th, x:x + tw] += tile_out * weight
-            weight_sum[y:y + th, x:x + tw] += weight
+        if out_channels is not None and output.shape[1] != out_channels:
+            raise ValueError(f"the network returned {output.shape[1]} channels, expected {out_channels}")
+        for (y, x), tile_out in zip(batch, output):
+            stitcher.add(y, x, tile_out)
         index += len(batch)
         if on_tiles:
             on_tiles(len(batch))
-    accumulator /= weight_sum
-    return accumulator[:, : plan.height, : plan.width]
+    stitcher.finish()
+    return result[0] if result else None
 
 
-def _forward(fn, tiles: np.ndarray, device: torch.device, precision: str, channels_last: bool, geometry=None) -> np.ndarray:
-    x = torch.from_numpy(tiles).to(device, non_blocking=True)
+def _forward(fn, tiles: torch.Tensor, device: torch.device, precision: str, channels_last: bool, geometry=None) -> torch.Tensor:
+    """Run ``fn`` on a batch already on ``device``; returns float32 on ``device``."""
+    x = tiles
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), autocast_context(device, precision):
+    autocast = contextlib.nullcontext() if getattr(fn, "handles_precision", False) else autocast_context(device, precision)
+    with torch.inference_mode(), autocast:
         y = fn(x) if geometry is None else fn(x, geometry=geometry)
-    y = y.float()
-    if not torch.isfinite(y).all():
-        raise FloatingPointError(
-            f"the network produced NaN/Inf at precision {precision}; try precision='fp32'"
-        )
-    return y.cpu().numpy()
+    return y.float()
 
 
 def count_tiles(height: int, width: int, tile_size: int | None, overlap: int, pad_multiple: int = ALIGN) -> int:
