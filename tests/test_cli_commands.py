@@ -147,3 +147,24 @@ def test_scheduler_hands_zarr_inputs_to_denoise_zarr(tmp_path, rgb_checkpoint, m
     # a rerun is handed over again (the engine resumes unfinished blocks), --overwrite and --axes are passed on
     assert main([*argv, "--overwrite", "--axes", "zyx"]) == 0
     assert calls[1][3]["overwrite"] is True and calls[1][3]["axes"] == "ZYX"
+
+
+def test_models_import_from_an_http_url_on_loopback(rgb_checkpoint, capsys, isolated_model_cache):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(rgb_checkpoint.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/{rgb_checkpoint.name}"
+        assert main(["models", "import", url, "--name", "web"]) == 0, capsys.readouterr().err
+        assert (isolated_model_cache / "web.safetensors").is_file()
+        assert main(["models", "import", url + ".missing", "--name", "web2"]) == 2
+        assert "404" in capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -55,6 +55,8 @@ def read_raster(path: Path, kind: str) -> ImageSource:
 
             data = np.asarray(iio.imread(path, extension=".png" if kind == "png" else ".jpg"))
         with Image.open(path) as image:
+            if image.mode == "CMYK":
+                raise UnreadableImageError("CMYK images are not supported; convert the file to RGB first")
             info = {key: image.info[key] for key in ("icc_profile", "exif", "dpi") if image.info.get(key) is not None}
             info["text"] = (
                 {k: v for k, v in getattr(image, "text", {}).items() if k != PROVENANCE_KEY} if kind == "png" else {}
