@@ -191,3 +191,24 @@ def test_installed_registry_model_is_selected_by_default(viewer, qtbot, installe
     assert widget.model_combo.source() == "gaussian15"
     assert widget.model_combo.currentText() == "gaussian15"
     assert not widget.model_hint.isVisibleTo(widget)
+
+
+def test_load_checkpoint_entry_opens_a_file_dialog(viewer, qtbot, rgb_checkpoint, monkeypatch):
+    from napari_clipdenoise.widgets import _model_combo
+
+    widget = DenoiseWidget(viewer)
+    combo = widget.model_combo
+    before = combo.source()
+    load_index = combo.findText(_model_combo.LOAD_CHECKPOINT)
+    assert load_index == combo.count() - 1
+    # the dialog is dismissed: the previous model stays selected
+    monkeypatch.setattr(_model_combo.QFileDialog, "getOpenFileName", lambda *a, **k: ("", ""))
+    combo.setCurrentIndex(load_index)
+    combo.activated.emit(load_index)
+    assert combo.source() == before
+    # a file is chosen: it is listed by its name and selected
+    monkeypatch.setattr(_model_combo.QFileDialog, "getOpenFileName", lambda *a, **k: (str(rgb_checkpoint), ""))
+    combo.setCurrentIndex(load_index)
+    combo.activated.emit(load_index)
+    assert combo.source() == str(rgb_checkpoint)
+    assert combo.currentText() == rgb_checkpoint.name
