@@ -5,7 +5,8 @@
 #   CLIPDENOISE_WEIGHTS=/path/net_g_latest.pth bash scripts/run_demo.sh   # installs them first
 #   bash scripts/run_demo.sh --random-weights   # no weights: shows the pipeline with RANDOM weights (not denoising)
 #
-# Output goes to ${CLIPDENOISE_DEMO_DIR:-demo}/: camera_noisy.tif, out/camera_noisy_denoised.tif, out/report.json.
+# Output goes to ${CLIPDENOISE_DEMO_DIR:-out/demo}/ (git-ignored): camera_noisy.tif, out/camera_noisy_denoised.tif,
+# out/report.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,7 @@ RANDOM_WEIGHTS=0
 for arg in "$@"; do
     case "$arg" in
         --random-weights) RANDOM_WEIGHTS=1 ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "run_demo.sh: unknown option $arg (use --random-weights or nothing)" >&2; exit 2 ;;
     esac
 done
@@ -22,7 +23,7 @@ python3 -m venv .venv
 # torch is pinned so pip takes the local CPU wheel instead of a multi-GB CUDA build.
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 -e .
 CLI=.venv/bin/clipdenoise
-DEMO=${CLIPDENOISE_DEMO_DIR:-demo}
+DEMO=${CLIPDENOISE_DEMO_DIR:-out/demo}
 mkdir -p "$DEMO"
 
 # 1. A real noisy image: scikit-image's camera photograph plus Gaussian noise, sigma 15/255 (seeded).
