@@ -293,6 +293,7 @@ def _load_model_and_settings(args, output_dtype):
         overwrite=args.overwrite,
         scheduler=args.scheduler,
         model_spec=model_spec,
+        extra={"device": args.device, "precision": args.precision, "batch_size": args.batch_size},
     )
     model_info = dict(model.provenance())
     model_info["sha256"] = model.sha256

@@ -125,8 +125,6 @@ def test_scheduler_hands_zarr_inputs_to_denoise_zarr(tmp_path, rgb_checkpoint, m
         "64",
         "--overlap",
         "16",
-        "--device",
-        "cpu",
         "--precision",
         "fp32",
         "-q",
@@ -139,9 +137,9 @@ def test_scheduler_hands_zarr_inputs_to_denoise_zarr(tmp_path, rgb_checkpoint, m
         "axes": None,
         "tile_size": 64,
         "overlap": 16,
-        "device": "cpu",
+        "device": "auto",  # as given: each worker resolves it for its own hardware
         "precision": "fp32",
-        "batch_size": 1,
+        "batch_size": None,
         "progress": options["progress"],
     }
     # a rerun is handed over again (the engine resumes unfinished blocks), --overwrite and --axes are passed on

@@ -100,13 +100,15 @@ def _delegate(job: Job, settings: DenoiseSettings, progress, record: FileRecord,
     """A zarr input with --scheduler: the dask engine reads, plans and writes it (resumably) itself."""
     from .distributed_bridge import denoise_zarr_distributed
 
+    # device, precision and batch size as the user gave them: each worker resolves them for its own hardware
+    requested = settings.extra
     options = {
         "axes": settings.axes,
         "tile_size": settings.tile_size,
         "overlap": settings.overlap,
-        "device": settings.device,
-        "precision": settings.precision,
-        "batch_size": settings.batch_size,
+        "device": requested.get("device", settings.device),
+        "precision": requested.get("precision", settings.precision),
+        "batch_size": requested.get("batch_size", settings.batch_size),
     }
     try:
         result = denoise_zarr_distributed(job.input, job.output, settings, options, progress.tiles_done)
