@@ -212,3 +212,28 @@ def test_load_checkpoint_entry_opens_a_file_dialog(viewer, qtbot, rgb_checkpoint
     combo.activated.emit(load_index)
     assert combo.source() == str(rgb_checkpoint)
     assert combo.currentText() == rgb_checkpoint.name
+
+
+def test_large_lazy_layer_goes_through_a_zarr_store(viewer, qtbot, rgb_checkpoint, rng, tmp_path):
+    da = pytest.importorskip("dask.array")
+    pytest.importorskip("zarr")
+    from napari_clipdenoise.napari_functions import denoise_image
+
+    values = rng.random((2, 48, 48), dtype=np.float32)
+    viewer.add_image(da.from_array(values, chunks=(1, 48, 48)), name="big", scale=(3.0, 1.0, 1.0))
+    widget = make_widget(viewer, rgb_checkpoint)
+    widget.large_layer_bytes = 0  # treat this small lazy layer as too big for memory
+    widget.large_output.setText(str(tmp_path))
+    widget.residual_check.setChecked(True)
+    click_and_wait(qtbot, widget)
+    assert "Done" in widget.status.text(), widget.status.text()
+    result = viewer.layers["big_denoised"]
+    assert isinstance(result.data, da.Array)  # opened lazily from the store
+    assert result.metadata["clipdenoise"]["zarr_store"] == str(tmp_path / "big_denoised.zarr")
+    assert (tmp_path / "big_denoised.zarr").is_dir()
+    np.testing.assert_allclose(result.scale, (3.0, 1.0, 1.0))
+    # the block engine gives the in-memory pipeline's result
+    expected = denoise_image(values, model=str(rgb_checkpoint), axes="ZYX", tile_size=32, overlap=16, device="cpu",
+                             precision="fp32")
+    np.testing.assert_allclose(np.asarray(result.data), expected, atol=1e-5)
+    assert isinstance(viewer.layers["big_residual"].data, da.Array)

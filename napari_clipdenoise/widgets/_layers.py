@@ -115,13 +115,22 @@ def provenance(model_info: dict, settings: dict, layer_name: str, seconds: float
     return record
 
 
-def residual(noisy, denoised) -> np.ndarray:
-    """``noisy - denoised`` as float32 (what the denoiser removed)."""
-    return np.asarray(noisy, dtype=np.float32) - np.asarray(denoised, dtype=np.float32)
+def residual(noisy, denoised):
+    """``noisy - denoised`` as float32 (what the denoiser removed); lazy (dask) when ``denoised`` is lazy."""
+    if isinstance(denoised, np.ndarray):
+        return np.asarray(noisy, dtype=np.float32) - denoised.astype(np.float32, copy=False)
+    import dask.array as da
+
+    return da.asarray(noisy).astype(np.float32) - da.asarray(denoised).astype(np.float32)
 
 
-def residual_limits(values: np.ndarray) -> tuple[float, float]:
-    """Symmetric contrast limits around zero: +-3 standard deviations (zero shows as mid-grey)."""
+def residual_limits(values) -> tuple[float, float]:
+    """Symmetric contrast limits around zero: +-3 standard deviations (zero shows as mid-grey).
+
+    For a lazy array only its middle plane along the first axis is read.
+    """
+    if not isinstance(values, np.ndarray):
+        values = np.asarray(values[values.shape[0] // 2] if values.ndim > 2 else values)
     spread = float(np.std(values)) * 3.0 if values.size else 0.0
     spread = spread if np.isfinite(spread) and spread > 0 else 1.0
     return (-spread, spread)

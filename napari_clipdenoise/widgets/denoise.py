@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import DenoiseCancelled, ModelNotInstalledError
 from ..inference.axes import parse_axes
-from . import _layers
+from . import _large, _layers
 from ._layer_combo import ImageLayerCombo
 from ._model_combo import ModelCombo
 from ._worker import JobOutcome, Progress, iterate_progress
@@ -108,6 +108,8 @@ class DenoiseWidget(QWidget):
         self._pbar = None
         self._model_cache: tuple[Any, Any] | None = None  # (cache key, loaded DenoisingModel)
         self._axes_layer = None
+        #: Lazy layers larger than this (bytes) are denoised into a zarr store and opened lazily.
+        self.large_layer_bytes = _large.LARGE_LAYER_BYTES
         self._build()
         self._on_layer_changed(self.layer_combo.layer())
         self._on_model_changed(self.model_combo.source())
@@ -158,12 +160,20 @@ class DenoiseWidget(QWidget):
         self.precision = QComboBox(self.advanced)
         self.precision.addItems(PRECISIONS)
         self.precision.setToolTip("auto: bf16 where the hardware runs it natively, else fp32")
+        self.large_output = QLineEdit(self.advanced)
+        self.large_output.setPlaceholderText("a temporary folder")
+        self.large_output.setToolTip(
+            f"Lazy (dask/zarr) layers over {_large.LARGE_LAYER_BYTES / 1024**3:g} GiB are denoised block by block"
+            " into <folder>/<layer>_denoised.zarr and opened lazily. In a folder you choose, an interrupted run"
+            " resumes where it stopped."
+        )
         advanced_form = QFormLayout(self.advanced)
         advanced_form.setContentsMargins(12, 0, 0, 0)
         advanced_form.addRow("Tile size", self.tile_size)
         advanced_form.addRow("Overlap", self.overlap)
         advanced_form.addRow("Device", self.device)
         advanced_form.addRow("Precision", self.precision)
+        advanced_form.addRow("Large layers to", self.large_output)
         self.advanced.setVisible(False)
 
         self.run_button = QPushButton("Denoise", self)
@@ -335,11 +345,14 @@ class DenoiseWidget(QWidget):
             source, key = self._model_source()
             image = _layers.layer_array(layer)
             offset = None
+            store = None
             if preview:
                 region, offset = _layers.preview_region(layer, self.viewer, settings.axes)
                 if not offset:
                     raise ValueError("Preview slice is for stacks: this layer has only one plane; use Denoise")
                 image = image[region]
+            elif _large.goes_to_zarr(image, self.large_layer_bytes):
+                store = _large.output_store(layer.name, self.large_output.text().strip() or None)
         except ValueError as exc:
             self._show_error(str(exc))
             return None
@@ -353,7 +366,13 @@ class DenoiseWidget(QWidget):
         self.progress_bar.setRange(0, 0)
         self._set_status(f"Denoising {what}…")
         self.model_hint.setVisible(bool(self.model_combo.missing_hint()))
-        worker = create_worker(denoise_job, image, source, settings, self._cancel, _start_thread=False)
+        if store is not None:
+            self._set_status(f"Denoising {what} into {store[0]} (too big for memory)…")
+            worker = create_worker(
+                _large.denoise_to_zarr_job, image, source, settings, self._cancel, *store, _start_thread=False
+            )
+        else:
+            worker = create_worker(denoise_job, image, source, settings, self._cancel, _start_thread=False)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda outcome: self._on_returned(outcome, layer, image, settings, key, offset))
         worker.finished.connect(self._on_finished)
@@ -376,7 +395,7 @@ class DenoiseWidget(QWidget):
             return
         self.progress_bar.setRange(0, report.total)
         self.progress_bar.setValue(report.done)
-        self.progress_bar.setFormat(f"%v / %m tiles")
+        self.progress_bar.setFormat("%v / %m blocks" if "blocks" in report.message else "%v / %m tiles")
         if self._pbar is not None:
             if self._pbar.total != report.total:
                 self._pbar.total = report.total
@@ -385,7 +404,8 @@ class DenoiseWidget(QWidget):
 
     def _on_returned(self, outcome: JobOutcome, layer, image, settings: DenoiseSettings, key, offset) -> None:
         if outcome.cancelled:
-            self._set_status("Cancelled; nothing was added.")
+            kept = outcome.info.get("output") if not outcome.info.get("temporary", True) else None
+            self._set_status("Cancelled; nothing was added." + (f" Finished blocks stay in {kept}; Denoise resumes them." if kept else ""))
             return
         if outcome.error is not None:
             if isinstance(outcome.error, ModelNotInstalledError):
@@ -404,6 +424,8 @@ class DenoiseWidget(QWidget):
             record["plane"] = {str(axis): index for axis, index in offset.items()}
         geometry = _layers.geometry_kwargs(layer, offset=offset)
         look = _layers.display_kwargs(layer)
+        if "output" in outcome.info:
+            record["zarr_store"] = outcome.info["output"]
         metadata = {**dict(layer.metadata), "clipdenoise": record}
         _layers.add_or_update_image(self.viewer, name, outcome.value, metadata=metadata, **geometry, **look)
         if self.residual_check.isChecked():
