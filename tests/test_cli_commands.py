@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 
@@ -166,3 +167,43 @@ def test_models_import_from_an_http_url_on_loopback(rgb_checkpoint, capsys, isol
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_scheduler_sync_runs_the_real_dask_engine(tmp_path, rgb_checkpoint, capsys):
+    """End to end with napari_clipdenoise.distributed in this process (scheduler 'sync'), then a resuming rerun."""
+    import torch
+    import zarr
+
+    pytest.importorskip("dask")
+    volume = zarr.create_array(tmp_path / "v.zarr", shape=(2, 32, 48), chunks=(1, 32, 32), dtype="uint16")
+    volume[:] = np.random.default_rng(0).integers(0, 1000, (2, 32, 48))
+    report = tmp_path / "r.json"
+    argv = [
+        "denoise",
+        str(tmp_path / "v.zarr"),
+        "--model",
+        str(rgb_checkpoint),
+        "--scheduler",
+        "sync",
+        "--tile-size",
+        "none",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+        "-q",
+        "--report",
+        str(report),
+    ]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(argv) == 0, capsys.readouterr().err
+        assert main(argv) == 0, capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)
+    out = zarr.open_array(tmp_path / "v_denoised.zarr", mode="r")
+    assert out.shape == (2, 32, 48) and out.dtype == np.uint16 and np.any(out[:] != volume[:])
+    (record,) = json.loads(report.read_text())["files"]
+    assert record["status"] == "done" and record["output_shape"] == [2, 32, 48]
+    assert record["notes"][-1].startswith("blocks done 0, skipped ")  # the rerun found every block finished

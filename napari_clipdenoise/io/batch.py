@@ -114,6 +114,7 @@ def _delegate(job: Job, settings: DenoiseSettings, progress, record: FileRecord,
         result = denoise_zarr_distributed(job.input, job.output, settings, options, progress.tiles_done)
         record.status = "done"
         record.notes.append(f"denoised on the dask scheduler {settings.scheduler}")
+        _describe_zarr(job, record)
         if isinstance(result, dict):
             record.megapixels = float(result.get("megapixels") or 0.0)
             record.notes.append(f"blocks done {result.get('blocks_done')}, skipped {result.get('blocks_skipped')}")
@@ -125,6 +126,18 @@ def _delegate(job: Job, settings: DenoiseSettings, progress, record: FileRecord,
     finally:
         record.seconds = round(time.perf_counter() - started, 3)
     return record
+
+
+def _describe_zarr(job: Job, record: FileRecord) -> None:
+    """Shapes and dtypes of a delegated job's input and output, when both are plain zarr arrays."""
+    import zarr
+
+    try:
+        source, output = zarr.open_array(str(job.input), mode="r"), zarr.open_array(str(job.output), mode="r")
+    except Exception:  # noqa: BLE001 - OME-Zarr groups: the engine's own report describes them
+        return
+    record.shape, record.dtype = list(source.shape), str(source.dtype)
+    record.output_shape, record.output_dtype = list(output.shape), str(output.dtype)
 
 
 def _denoise_source(source, output, model, settings, model_info, progress, record) -> None:
