@@ -1,0 +1,15 @@
+"""Training and evaluation of CLIPDenoiser models (the reference recipes and the paper's protocol).
+
+Entry points
+------------
+``python -m src_training.train CONFIG``
+    Train or fine-tune a decoder from a TOML recipe (``gaussian15``, ``srgb``,
+    ``ldct`` or a file), every field overridable on the command line.
+``python -m src_training.evaluate --sets DIR ... --methods ...``
+    Score checkpoints, registry models, ``noisy`` and classical baselines on the
+    paper's out-of-distribution noise grid.
+``python -m src_training.synth_srgb``
+    Offline synthesis of (noisy, clean) sRGB pairs with a CBDNet-style camera pipeline.
+
+Importing this package imports nothing heavy; torch is imported by the modules that need it.
+"""
