@@ -112,7 +112,7 @@ def synthetic_volume(shape: tuple[int, int, int] = (24, 128, 128), *, seed: int 
 
 
 def noisy_stack() -> list[tuple]:
-    """A noisy synthetic 3D stack (24 x 128 x 128, uint16, Poisson at ~60 photons peak) with voxel size 2 x 0.5 x 0.5 um."""
+    """A noisy synthetic 3D stack (24 x 128 x 128, uint16, Poisson, ~60 photons peak); voxels 2 x 0.5 x 0.5 um."""
     clean = synthetic_volume()
     peak = 60.0
     rng = np.random.default_rng(SEED + 3)

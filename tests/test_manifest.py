@@ -55,8 +55,9 @@ pm = npe2.PluginManager.instance()
 pm.discover()
 manifest = pm.get_manifest("napari-clipdenoise")
 pm.activate("napari-clipdenoise")
+network = "napari_clipdenoise.model.network"
 print(json.dumps({"found": manifest.name, "widgets": [w.display_name for w in manifest.contributions.widgets],
-                  "torch": "torch" in sys.modules, "napari_clipdenoise.model.network": "napari_clipdenoise.model.network" in sys.modules}))
+                  "torch": "torch" in sys.modules, network: network in sys.modules}))
 """
 
 _BUILD_WIDGETS = """

@@ -237,3 +237,16 @@ def test_large_lazy_layer_goes_through_a_zarr_store(viewer, qtbot, rgb_checkpoin
                              precision="fp32")
     np.testing.assert_allclose(np.asarray(result.data), expected, atol=1e-5)
     assert isinstance(viewer.layers["big_residual"].data, da.Array)
+
+
+def test_deleting_the_widget_mid_run_stops_the_job(viewer, qtbot, rgb_checkpoint, rng):
+    viewer.add_image(rng.random((30, 64, 64), dtype=np.float32), name="long")
+    widget = make_widget(viewer, rgb_checkpoint)
+    worker = widget.run()
+    qtbot.waitUntil(lambda: widget.progress_bar.value() >= 1, timeout=WAIT_MS)
+    cancel = widget._cancel
+    viewer.window.remove_dock_widget(widget)
+    widget.deleteLater()
+    qtbot.waitUntil(cancel.is_set, timeout=5_000)
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=WAIT_MS)
+    assert "long_denoised" not in viewer.layers

@@ -85,14 +85,16 @@ def noisy_input(clean01: np.ndarray, settings: CompareSettings, index: int) -> n
     from ..noise import add_noise
 
     rng = np.random.default_rng([int(settings.seed), int(index)])
-    return add_noise(clean01, settings.noise, settings.levels[index], rng=rng, channel_axis=-1 if settings.rgb else None)
+    channel_axis = -1 if settings.rgb else None
+    return add_noise(clean01, settings.noise, settings.levels[index], rng=rng, channel_axis=channel_axis)
 
 
 def scores(clean01: np.ndarray, output01: np.ndarray, *, rgb: bool) -> tuple[float, float]:
     """(PSNR dB, SSIM) with the core metrics on the [0, 1] scale."""
     from ..metrics import psnr, ssim
 
-    return psnr(clean01, output01, data_range=1.0), ssim(clean01, output01, data_range=1.0, channel_axis=-1 if rgb else None)
+    channel_axis = -1 if rgb else None
+    return psnr(clean01, output01, data_range=1.0), ssim(clean01, output01, data_range=1.0, channel_axis=channel_axis)
 
 
 def compare_job(

@@ -146,7 +146,8 @@ def add_or_update_image(viewer, name: str, data, **kwargs):
     from napari.layers import Image
 
     existing = viewer.layers[name] if name in viewer.layers else None
-    if isinstance(existing, Image) and existing.rgb == kwargs.get("rgb", existing.rgb) and existing.ndim == _layer_ndim(data, kwargs):
+    same_kind = isinstance(existing, Image) and existing.rgb == kwargs.get("rgb", existing.rgb)
+    if same_kind and existing.ndim == _layer_ndim(data, kwargs):
         existing.data = data
         for key in ("scale", "translate", "metadata"):
             if key in kwargs:

@@ -10,6 +10,7 @@ are replaced by the next comparison.
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -41,7 +42,7 @@ from ._layer_combo import ImageLayerCombo
 from ._model_combo import CHECKPOINT_FILTER
 from ._plot import LinePlot
 from ._table import ResultsTable
-from ._worker import JobOutcome, Progress
+from ._worker import JobOutcome, Progress, if_alive
 from .denoise import DEVICES, ERROR_STYLE, PRECISIONS
 
 LAYER_PREFIX = "[compare] "
@@ -98,6 +99,9 @@ class CompareWidget(QWidget):
         self.viewer = napari_viewer
         self._worker = None
         self._cancel: threading.Event | None = None
+        # the running job's cancel event, reachable after this widget's Qt object is gone
+        self._cancel_holder: list = [None]
+        self.destroyed.connect(functools.partial(_cancel_held, self._cancel_holder))
         self._pbar = None
         self._models: dict = {}
         self.results: CompareResults | None = None
@@ -395,6 +399,7 @@ class CompareWidget(QWidget):
 
         reference = self.reference_mode
         self._cancel = threading.Event()
+        self._cancel_holder[0] = self._cancel
         self._pbar = progress(total=0, desc=f"Comparing methods on {layer.name}")
         self.progress_bar.setRange(0, 0)
         where = f" (plane {tuple(offset.values())})" if offset else ""
@@ -402,8 +407,10 @@ class CompareWidget(QWidget):
         worker = create_worker(
             compare_job, image01, settings, self._cancel, reference=reference, models=self._models, _start_thread=False
         )
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda outcome: self._on_returned(outcome, layer, geometry, reference))
+        worker.yielded.connect(if_alive(self, self._on_progress))
+        worker.returned.connect(
+            if_alive(self, lambda outcome: self._on_returned(outcome, layer, geometry, reference))
+        )
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self._update_buttons()
@@ -447,7 +454,9 @@ class CompareWidget(QWidget):
             self._show_real_results(results)
         count = len(results.methods) - (1 if reference else 0)
         levels = f" × {len(results.settings.levels)} level(s)" if reference else ""
-        self._set_status(f"Done: {count} method(s){levels}. Layers are named '{LAYER_PREFIX}…'; Grid view shows them side by side.")
+        self._set_status(
+            f"Done: {count} method(s){levels}. Layers are named '{LAYER_PREFIX}…'; Grid view shows them side by side."
+        )
 
     def _show_layers(self, results: CompareResults, layer, geometry: dict, reference: bool) -> None:
         """Put each result in a ``[compare] ...`` layer (updated in place when the name exists)."""
@@ -462,9 +471,10 @@ class CompareWidget(QWidget):
                 name = f"{LAYER_PREFIX}{kind} {run.level:g} · {'noisy' if run.method == NOISY else label}"
             else:
                 name = f"{LAYER_PREFIX}{label}"
-            meta = {"clipdenoise_compare": {"method": run.method, "level": run.level, "noise": kind if reference else None,
-                                            "seed": results.settings.seed, "psnr": run.psnr, "ssim": run.ssim,
-                                            "source_layer": layer.name}}
+            meta = {"clipdenoise_compare": {
+                "method": run.method, "level": run.level, "noise": kind if reference else None,
+                "seed": results.settings.seed, "psnr": run.psnr, "ssim": run.ssim, "source_layer": layer.name,
+            }}
             outputs[name] = (run.output, {**look, "metadata": meta})
             if not reference:
                 values = _layers.residual(results.input, run.output)
@@ -473,7 +483,8 @@ class CompareWidget(QWidget):
         grid = grid_of(self.viewer)
         gridded, grid.enabled = grid.enabled, False
         try:
-            for old in [lay for lay in self.viewer.layers if lay.name.startswith(LAYER_PREFIX) and lay.name not in outputs]:
+            stale = [lay for lay in self.viewer.layers if lay.name.startswith(LAYER_PREFIX) and lay.name not in outputs]
+            for old in stale:
                 self.viewer.layers.remove(old)
             for name, (data, kwargs) in outputs.items():
                 added = _layers.add_or_update_image(self.viewer, name, data, **kwargs)
@@ -509,9 +520,14 @@ class CompareWidget(QWidget):
     def _on_finished(self) -> None:
         self._worker = None
         self._cancel = None
+        self._cancel_holder[0] = None
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+        try:
+            self.objectName()
+        except RuntimeError:  # the widget was closed while the job ran
+            return
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self._update_buttons()
@@ -529,3 +545,9 @@ class CompareWidget(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.cancel()
         super().closeEvent(event)
+
+
+def _cancel_held(holder: list, *_) -> None:
+    """Stop a running job when its widget is destroyed (e.g. the viewer was closed mid-run)."""
+    if holder[0] is not None:
+        holder[0].set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import functools
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -34,7 +35,7 @@ from ..inference.axes import parse_axes
 from . import _large, _layers
 from ._layer_combo import ImageLayerCombo
 from ._model_combo import ModelCombo
-from ._worker import JobOutcome, Progress, iterate_progress
+from ._worker import JobOutcome, Progress, if_alive, iterate_progress
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ class DenoiseSettings:
         return asdict(self)
 
 
-def denoise_job(image, source, settings: DenoiseSettings, cancel: threading.Event) -> Generator[Progress, None, JobOutcome]:
+def denoise_job(
+    image, source, settings: DenoiseSettings, cancel: threading.Event
+) -> Generator[Progress, None, JobOutcome]:
     """The worker's generator: load the model (if needed), denoise, yield per tile batch.
 
     Returns a :class:`JobOutcome` whose value is the result array; errors and
@@ -105,6 +108,9 @@ class DenoiseWidget(QWidget):
         self.viewer = napari_viewer
         self._worker = None
         self._cancel: threading.Event | None = None
+        # the running job's cancel event, reachable after this widget's Qt object is gone
+        self._cancel_holder: list = [None]
+        self.destroyed.connect(functools.partial(_cancel_held, self._cancel_holder))
         self._pbar = None
         self._model_cache: tuple[Any, Any] | None = None  # (cache key, loaded DenoisingModel)
         self._axes_layer = None
@@ -299,7 +305,8 @@ class DenoiseWidget(QWidget):
             planes = 1
             for axis in layout.planes:
                 planes *= shape[axis]
-            parts.append(f"{planes} plane{'s' if planes != 1 else ''} ({''.join(layout.axes[a] for a in layout.planes)})")
+            letters = "".join(layout.axes[a] for a in layout.planes)
+            parts.append(f"{planes} plane{'s' if planes != 1 else ''} ({letters})")
         if layout.channel is not None:
             parts.append(f"{shape[layout.channel]} channels ({layout.axes[layout.channel]})")
         source = "edited" if text != _layers.layer_axes(layer) else "guessed from the layer"
@@ -361,6 +368,7 @@ class DenoiseWidget(QWidget):
         from napari.utils import progress
 
         self._cancel = threading.Event()
+        self._cancel_holder[0] = self._cancel
         what = f"plane {tuple(offset.values())} of {layer.name}" if preview else layer.name
         self._pbar = progress(total=0, desc=f"Denoising {what}")
         self.progress_bar.setRange(0, 0)
@@ -373,8 +381,10 @@ class DenoiseWidget(QWidget):
             )
         else:
             worker = create_worker(denoise_job, image, source, settings, self._cancel, _start_thread=False)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda outcome: self._on_returned(outcome, layer, image, settings, key, offset))
+        worker.yielded.connect(if_alive(self, self._on_progress))
+        worker.returned.connect(
+            if_alive(self, lambda outcome: self._on_returned(outcome, layer, image, settings, key, offset))
+        )
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self._update_buttons()
@@ -405,7 +415,8 @@ class DenoiseWidget(QWidget):
     def _on_returned(self, outcome: JobOutcome, layer, image, settings: DenoiseSettings, key, offset) -> None:
         if outcome.cancelled:
             kept = outcome.info.get("output") if not outcome.info.get("temporary", True) else None
-            self._set_status("Cancelled; nothing was added." + (f" Finished blocks stay in {kept}; Denoise resumes them." if kept else ""))
+            resume = f" Finished blocks stay in {kept}; Denoise resumes them." if kept else ""
+            self._set_status("Cancelled; nothing was added." + resume)
             return
         if outcome.error is not None:
             if isinstance(outcome.error, ModelNotInstalledError):
@@ -443,9 +454,14 @@ class DenoiseWidget(QWidget):
     def _on_finished(self) -> None:
         self._worker = None
         self._cancel = None
+        self._cancel_holder[0] = None
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+        try:
+            self.objectName()
+        except RuntimeError:  # the widget was closed while the job ran
+            return
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("%p%")
@@ -478,3 +494,9 @@ def _mtime(source) -> int | None:
         except (OSError, TypeError, ValueError):
             continue
     return None
+
+
+def _cancel_held(holder: list, *_) -> None:
+    """Stop a running job when its widget is destroyed (e.g. the viewer was closed mid-run)."""
+    if holder[0] is not None:
+        holder[0].set()
