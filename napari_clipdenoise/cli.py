@@ -48,6 +48,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _intensity_range(text: str) -> str | tuple[float, float]:
+    if text in ("auto", "percentile", "dtype"):
+        return text
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto, percentile, dtype or LOW,HIGH (e.g. -1024,3072), got {text}")
+    if not low < high:
+        raise argparse.ArgumentTypeError(f"LOW must be smaller than HIGH, got {text}")
+    return (low, high)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clipdenoise",
@@ -88,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive,
         help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)",
+    )
+    run.add_argument(
+        "--intensity-range",
+        type=_intensity_range,
+        default="auto",
+        metavar="auto|percentile|dtype|LOW,HIGH",
+        help="how values map to the network's [0, 1] (default: auto); CT in HU with ldct: --intensity-range=-1024,3072",
     )
     run.add_argument("--output-dtype", help="e.g. float32 (default: the input's dtype)")
     run.add_argument("--overwrite", action="store_true", help="redo outputs that exist (default: skip them)")
@@ -179,6 +198,9 @@ def command_denoise(args) -> int:
             raise CommandError(f"--output-dtype must be an integer or float type, got {output_dtype}")
     if args.scheduler:
         from .io.distributed_bridge import load_engine
+
+        if args.intensity_range != "auto":
+            raise CommandError("--intensity-range is not supported with --scheduler (the dask engine uses 'auto')")
 
         try:
             load_engine()
@@ -290,6 +312,7 @@ def _load_model_and_settings(args, output_dtype):
         device=str(device),
         precision=precision,
         output_dtype=str(output_dtype) if output_dtype is not None else None,
+        intensity_range=args.intensity_range,
         overwrite=args.overwrite,
         scheduler=args.scheduler,
         model_spec=model_spec,

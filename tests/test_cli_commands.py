@@ -207,3 +207,22 @@ def test_scheduler_sync_runs_the_real_dask_engine(tmp_path, rgb_checkpoint, caps
     (record,) = json.loads(report.read_text())["files"]
     assert record["status"] == "done" and record["output_shape"] == [2, 32, 48]
     assert record["notes"][-1].startswith("blocks done 0, skipped ")  # the rerun found every block finished
+
+
+def test_intensity_range_reaches_the_core_and_the_provenance(png_input, installed_gaussian15, capsys):
+    from napari_clipdenoise.io.formats import read_provenance
+
+    with pytest.raises(SystemExit):
+        main(["denoise", str(png_input), "--intensity-range", "high,low"])
+    assert "LOW,HIGH" in capsys.readouterr().err
+    argv = ["denoise", str(png_input), "--intensity-range=-10,300", "--tile-size", "none", "--precision", "fp32", "-q"]
+    assert main(argv) == 0, capsys.readouterr().err
+    provenance = read_provenance(png_input.with_name("image_denoised.png"))
+    assert provenance["parameters"]["intensity_range"] == [-10.0, 300.0]
+    other = png_input.parent.parent / "auto"
+    assert main(["denoise", str(png_input), "-o", str(other), "--tile-size", "none", "--precision", "fp32", "-q"]) == 0
+    import imageio.v3 as iio
+
+    assert np.any(iio.imread(other / "image_denoised.png") != iio.imread(png_input.with_name("image_denoised.png")))
+    assert main(["denoise", str(png_input), "--intensity-range", "dtype", "--scheduler", "sync"]) == 2
+    assert "not supported with --scheduler" in capsys.readouterr().err

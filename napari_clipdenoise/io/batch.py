@@ -32,6 +32,7 @@ class DenoiseSettings:
     device: str = "cpu"
     precision: str = "fp32"
     output_dtype: str | None = None
+    intensity_range: str | tuple[float, float] = "auto"
     overwrite: bool = False
     scheduler: str | None = None
     model_spec: str = "gaussian15"
@@ -46,7 +47,7 @@ class DenoiseSettings:
             "device": self.device,
             "precision": self.precision,
             "output_dtype": str(output_dtype),
-            "intensity_range": "auto",
+            "intensity_range": self.intensity_range,
             "scheduler": self.scheduler,
         }
 
@@ -153,6 +154,7 @@ def _denoise_source(source, output, model, settings, model_info, progress, recor
         tile_size=settings.tile_size,
         overlap=settings.overlap,
         output_dtype=settings.output_dtype,
+        intensity_range=settings.intensity_range,
     )
     record.axes = plan.layout.axes
     record.axes_source = (
@@ -180,6 +182,7 @@ def _denoise_source(source, output, model, settings, model_info, progress, recor
         "device": settings.device,
         "precision": settings.precision,
         "batch_size": settings.batch_size,
+        "intensity_range": settings.intensity_range,
     }
     with atomic_output(output, overwrite=settings.overwrite) as temporary:
         sink = open_sink(source, temporary, source.shape, out_dtype, provenance)
