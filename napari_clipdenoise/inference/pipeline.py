@@ -96,7 +96,13 @@ class _PlaneReader:
         return [a for a in range(len(self.layout.axes)) if a not in self.layout.planes]
 
     def __call__(self, plane_index: tuple[int, ...]) -> np.ndarray:
-        plane = np.asarray(self.image[self.index(plane_index)])
+        return self._to_cyx(np.asarray(self.image[self.index(plane_index)]))
+
+    def view(self, array: np.ndarray, plane_index: tuple[int, ...]) -> np.ndarray:
+        """A ``C x Y x X`` view of one plane of the numpy ``array`` (writes go into ``array``)."""
+        return self._to_cyx(array[self.index(plane_index)])
+
+    def _to_cyx(self, plane: np.ndarray) -> np.ndarray:
         kept = self.kept_axes()
         order = ([kept.index(self.layout.channel)] if self.layout.channel is not None else []) + [
             kept.index(self.layout.y), kept.index(self.layout.x)
@@ -230,10 +236,8 @@ def denoise(
     numpy.ndarray (or ``out``)
         Same shape as ``image``; dtype ``output_dtype`` or the input dtype.
     """
-    import torch
-
     from ..model.registry import load_model
-    from .device import default_batch_size, resolve_device, resolve_precision
+    from .device import default_batch_size, prepared_network, resolve_device, resolve_precision
     from .tiling import tiled_inference
 
     model = load_model(model)
@@ -253,9 +257,8 @@ def denoise(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     should_stop = as_cancel_check(cancel)
 
-    network = model.network.eval().to(torch_device)
-    if channels_last:
-        network = network.to(memory_format=torch.channels_last)
+    # a BN-folded copy in the compute dtype (the model itself is not modified); see device.prepare_network
+    network = prepared_network(model.network, torch_device, precision, channels_last)
     shape = tuple(int(s) for s in image.shape)
     result = out if out is not None else np.empty(shape, plan.output_dtype)
     if out is not None and tuple(out.shape) != shape:
@@ -280,27 +283,47 @@ def denoise(
             # nothing to denoise: copy exactly (no float round trip for wide integers)
             result[reader.index(plane_index)] = reader.to_original(plane).astype(plan.output_dtype)
             continue
-        denoised = np.empty(plane.shape, np.float32)
+        # Finished rows are written straight into the result (or a plane buffer in the output dtype for
+        # non-numpy ``out``): no float32 copy of the plane is ever held, only tile-sized pieces.
+        direct = isinstance(result, np.ndarray)
+        target = reader.view(result, plane_index) if direct else np.empty(plane.shape, plan.output_dtype)
         for channel in plan.passthrough:
-            denoised[channel] = plane[channel]
+            target[channel] = to_dtype(plane[channel].astype(np.float32), plan.output_dtype)
         for group in plan.groups:
-            channels = list(group.channels)
+            channels = slice(group.channels[0], group.channels[-1] + 1)  # groups are contiguous channel runs
             if group.scale.is_constant:
-                denoised[channels] = plane[channels]
+                target[channels] = to_dtype(plane[channels].astype(np.float32), plan.output_dtype)
                 continue
-            x = group.scale.normalize(plane[channels])
-            if group.replicate:
-                x = np.repeat(x, 3, axis=0)
-            elif model.in_channels == 1 and x.shape[0] != 1:
+            if model.in_channels == 1 and len(group.channels) != 1:
                 raise AssertionError("channel groups for 1-channel models hold one channel")
-            y = tiled_inference(
-                network, x, tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=torch_device,
-                precision=precision, channels_last=channels_last, pad_multiple=pad_multiple,
-                on_tiles=advance, cancel=should_stop,
+            tiled_inference(
+                network, plane[channels], tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                device=torch_device, precision=precision, channels_last=channels_last, pad_multiple=pad_multiple,
+                on_tiles=advance, cancel=should_stop, transform=_network_input(group),
+                sink=_row_writer(group, target[channels], plan.output_dtype),
             )
-            if group.replicate:
-                y = y.mean(axis=0, keepdims=True)
-            denoised[channels] = group.scale.denormalize(y)
-        result[reader.index(plane_index)] = to_dtype(reader.to_original(denoised), plan.output_dtype)
+        if not direct:
+            result[reader.index(plane_index)] = reader.to_original(target)
     return result
+
+
+def _network_input(group: ChannelGroup) -> Callable[[np.ndarray], np.ndarray]:
+    """Per tile: raw values -> the network's [0, 1] scale (grayscale repeated for RGB models)."""
+
+    def transform(tile: np.ndarray) -> np.ndarray:
+        values = group.scale.normalize(tile)
+        return np.broadcast_to(values, (3, *values.shape[1:])) if group.replicate else values
+
+    return transform
+
+
+def _row_writer(group: ChannelGroup, target: np.ndarray, dtype: np.dtype) -> Callable[[int, int, np.ndarray], None]:
+    """Per finished band of rows: de-normalise, cast and store into ``target`` (``C x Y x X``)."""
+
+    def sink(start: int, stop: int, rows: np.ndarray) -> None:
+        if group.replicate:
+            rows = rows.mean(axis=0, keepdims=True)
+        target[:, start:stop] = to_dtype(group.scale.denormalize(rows), dtype)
+
+    return sink
 
