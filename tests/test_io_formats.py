@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from napari_clipdenoise.io import tiff
 from napari_clipdenoise.io.atomic import atomic_output, partial_path, remove_stale_partials
@@ -347,3 +349,28 @@ def test_lazy_tiff_input_is_denoised_plane_by_plane_into_a_memory_mapped_output(
         written = tif.asarray()
     np.testing.assert_array_equal(written, expected)
     assert read_provenance(tmp_path / "s_denoised.tif")["model"] == {"name": "gray"}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(["tif", "npy", "zarr"]),
+    shape=st.lists(st.integers(1, 5), min_size=0, max_size=2).map(lambda lead: (*lead, 16, 24)),
+    dtype=st.sampled_from(["uint8", "uint16", "int16", "float32", "float64"]),
+)
+def test_any_shape_and_dtype_round_trips_through_its_sink(tmp_path_factory, kind, shape, dtype):
+    import zarr
+
+    folder = tmp_path_factory.mktemp("prop")
+    data = (np.arange(np.prod(shape)) % 200).reshape(shape).astype(dtype)
+    path = folder / f"in.{kind}"
+    if kind == "tif":
+        tifffile.imwrite(path, data, photometric="minisblack")
+    elif kind == "npy":
+        np.save(path, data)
+    else:
+        zarr.create_array(path, shape=shape, chunks=shape, dtype=dtype)[...] = data
+    _, result = roundtrip(path, folder / f"out.{kind}", lambda a: a[..., ::-1, :])
+    written = open_source(folder / f"out.{kind}")
+    assert written.shape == shape and written.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(np.asarray(written.data[...]), result)
+    written.close()
