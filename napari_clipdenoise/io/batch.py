@@ -186,6 +186,7 @@ def _denoise_source(source, output, model, settings, model_info, progress, recor
     }
     with atomic_output(output, overwrite=settings.overwrite) as temporary:
         sink = open_sink(source, temporary, source.shape, out_dtype, provenance)
+        record.notes.extend(getattr(sink, "notes", []))
         try:
             result = denoise(
                 source.data, model, output_dtype=out_dtype, out=sink.array, progress=progress.tiles_done, **options

@@ -161,8 +161,8 @@ class TiffSink(OutputSink):
         self.temporary = temporary
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
-        self.kwargs = self._write_options(source, provenance)
         self.notes: list[str] = []
+        self.kwargs = self._write_options(source, provenance)
         self.compression = None
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
         if source.info.get("compression", 1) != 1 and nbytes <= IN_MEMORY_BYTES:
@@ -191,6 +191,8 @@ class TiffSink(OutputSink):
             metadata["axes"] = axes
             kwargs.update(imagej=True, metadata=metadata)
             return kwargs
+        if flavour == "imagej":
+            self.notes.append(f"ImageJ cannot hold {self.dtype}: written as a plain TIFF with the same axes")
         if flavour == "ome":
             metadata = dict(info.get("ome_metadata", {}))
             metadata["axes"] = axes
