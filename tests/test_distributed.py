@@ -151,10 +151,13 @@ def test_killed_worker_mid_run_still_gives_complete_identical_output(client, tmp
 
 
 def test_cli_scheduler_address_end_to_end(client, tmp_path, volume, reference, gray_checkpoint, capsys):
+    """A model installed by name in this test's cache: the workers (started before the cache existed) get its path."""
+    from napari_clipdenoise import install_model
     from napari_clipdenoise.cli import main
 
+    install_model(gray_checkpoint, "gray-test")
     source = make_input(tmp_path / "stack.zarr", volume)
-    argv = ["denoise", str(source), "--model", str(gray_checkpoint), "--scheduler", client.scheduler.address,
+    argv = ["denoise", str(source), "--model", "gray-test", "--scheduler", client.scheduler.address,
             "--axes", "ZYX", "--tile-size", str(TILE), "--overlap", str(OVERLAP), "--device", "cpu",
             "--precision", "fp32", "-q"]
     assert main(argv) == 0, capsys.readouterr().err

@@ -73,3 +73,13 @@ def test_one_pass_planes_are_read_whole_in_exact_mode():
     plan = plan_blocks(shape, (1, 48, 48), parse_axes("ZYX", shape), tile_size=None, overlap=16, block_size=48)
     assert plan.block_shape == (1, 96, 96)
     assert all(block.read == block.core for block in plan)
+
+
+def test_importing_the_package_loads_neither_torch_nor_dask():
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_clipdenoise.distributed as d; d.plan_blocks;"
+            " print(sorted(m for m in ('torch', 'dask', 'distributed', 'zarr') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -51,7 +51,12 @@ class _SyncRunner:
         for block, task in tasks:
             if should_stop():
                 raise DenoiseCancelled("denoising was cancelled")
-            (info,) = dask.compute(task, scheduler="sync")
+            try:
+                (info,) = dask.compute(task, scheduler="sync")
+            except Exception as exc:
+                if not isinstance(exc, DenoiseCancelled):
+                    exc.add_note(f"while denoising block {block.key} (core {block.core})")
+                raise
             on_done(block, info)
 
     def compute(self, graph):
@@ -78,22 +83,22 @@ class _ClientRunner:
         return name
 
     def run(self, tasks, on_done, should_stop):
-        from distributed import wait
+        from distributed import as_completed
 
         futures = self.client.compute([task for _, task in tasks], retries=self.retries)
         block_of = {future.key: block for future, (block, _) in zip(futures, tasks)}
         pending = set(futures)
+        finished_ok = False
         try:
-            while pending:
+            completed = as_completed(futures)
+            while not completed.is_empty():
                 if should_stop():
-                    if self.event is not None:
-                        self.event.set()  # blocks already running stop at their next tile batch
                     raise DenoiseCancelled("denoising was cancelled")
-                try:
-                    finished = wait(pending, timeout=0.25, return_when="FIRST_COMPLETED").done
-                except TimeoutError:
+                batch = completed.next_batch(block=False)
+                if not batch:
+                    time.sleep(0.1)
                     continue
-                for future in finished:
+                for future in batch:
                     pending.discard(future)
                     block = block_of[future.key]
                     try:
@@ -102,9 +107,13 @@ class _ClientRunner:
                         exc.add_note(f"while denoising block {block.key} (core {block.core}) on the dask cluster")
                         raise
                     on_done(block, info)
+            finished_ok = True
         finally:
-            if pending:
-                self.client.cancel(list(pending))
+            if not finished_ok:
+                if self.event is not None:
+                    self.event.set()  # blocks already running stop at their next tile batch
+                if pending:
+                    self.client.cancel(list(pending))
 
     def compute(self, graph):
         self.client.compute(graph, retries=self.retries).result()
@@ -127,7 +136,7 @@ def _open_scheduler(scheduler, retries: int):
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - distributed is a dependency of this extra
-        raise ImportError("scheduler= needs dask.distributed: pip install 'napari-clipdenoise[distributed]'") from exc
+        raise ImportError("scheduler= needs dask.distributed: pip install 'napari-clipdenoise[dask]'") from exc
     if isinstance(scheduler, Client):
         yield _ClientRunner(scheduler, retries)
         return
@@ -332,7 +341,8 @@ def denoise_zarr(
                        block_size=block_size)
 
     identity = {
-        "version": JOB_VERSION, "input": source.description, "shape": list(shape), "dtype": str(source.dtype),
+        "version": JOB_VERSION, "input": source.description if source.is_zarr else f"dask array {source.array.name}",
+        "shape": list(shape), "dtype": str(source.dtype),
         "axes": layout.axes, "model_sha256": model_sha, "tile_size": tile_size, "overlap": overlap,
         "halo": halo, "block_shape": list(plan.block_shape), "precision": precision,
     }
@@ -342,13 +352,18 @@ def denoise_zarr(
     if job_record is None:
         groups, rgb = _intensity_groups(source, loaded.in_channels, layout.axes, tile_size, overlap)
         provenance = {"model": loaded.provenance(), "job": identity, "intensity_ranges": [g.__dict__ for g in groups]}
-        target = create_output(source, output, _jsonable(provenance))
+        try:
+            target = create_output(source, output, _jsonable(provenance))
+        except BaseException:
+            remove_output(output)  # never leave a half-created store that a rerun would refuse
+            raise
         state.write_job(_jsonable({"fingerprint": fingerprint, "identity": identity, "rgb": rgb,
                                    "groups": [g.__dict__ for g in groups], "blocks_total": len(plan)}))
     else:
         groups = tuple(ChannelRange(tuple(g["channels"]), g["low"], g["high"]) for g in job_record["groups"])
         rgb = job_record["rgb"]
         target = open_output(source, output)
+        _check_resumable(target, source)
 
     job = BlockJob(
         output=target.level0, state_root=str(output), model_path=model_path, model_sha256=model_sha,
@@ -380,6 +395,17 @@ def _prepare_output(output: Path, state: JobState, fingerprint: str, identity: d
             " start over, or choose another output path"
         )
     return record
+
+
+def _check_resumable(target, source: InputSource) -> None:
+    try:
+        level0 = target.level0.open("r")
+    except Exception as exc:
+        raise FileExistsError(f"{target.root} has a job record but its array cannot be opened ({exc});"
+                              " pass overwrite=True to start over") from exc
+    if tuple(level0.shape) != source.shape or np.dtype(level0.dtype) != source.dtype:
+        raise FileExistsError(f"{target.root} holds a {level0.shape} {level0.dtype} array, not the input's"
+                              f" {source.shape} {source.dtype}; pass overwrite=True to start over")
 
 
 def _intensity_groups(source: InputSource, in_channels: int, axes: str, tile_size, overlap):
@@ -434,11 +460,12 @@ def _run(job, plan: BlockPlan, source, target, state, fingerprint, groups, retri
         run_block_task = dask.delayed(run_block, pure=False)
         run_id = f"{fingerprint}-{os.getpid()}-{time.time_ns()}"
         cancel_token = runner.cancel_token(should_stop, f"clipdenoise-cancel-{run_id}")
+        shared_job = dask.delayed(job, name=f"clipdenoise-job-{run_id}")  # one graph node, not one copy per task
         tasks = []
         for block in blocks:
             data = None if job.input is not None else source.array[block.read_slices()]
             name = f"clipdenoise-block-{block.key}-{run_id}"
-            tasks.append((block, run_block_task(job, block, data, cancel_token, dask_key_name=name)))
+            tasks.append((block, run_block_task(shared_job, block, data, cancel_token, dask_key_name=name)))
         report_progress(skipped, total, stats())
         try:
             runner.run(tasks, on_done, should_stop)

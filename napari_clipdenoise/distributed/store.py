@@ -140,7 +140,7 @@ def open_input(source) -> InputSource:
     try:
         import dask.array as da
     except ImportError as exc:  # pragma: no cover - dask is a dependency of this extra
-        raise ImportError("the distributed engine needs dask: pip install 'napari-clipdenoise[distributed]'") from exc
+        raise ImportError("the distributed engine needs dask: pip install 'napari-clipdenoise[dask]'") from exc
 
     if isinstance(source, da.Array):
         return InputSource(source, f"dask array {source.shape} {source.dtype}")
