@@ -172,3 +172,14 @@ def test_cancel_event_in_process_keeps_finished_blocks(tmp_path, gray_checkpoint
     assert (report["blocks_skipped"], report["blocks_done"]) == (1, 2)
     expected = denoise(image, gray_checkpoint, axes="ZYX", tile_size=None, precision="fp32")
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], expected)
+
+
+def test_odd_sizes_and_chunks_off_the_16_pixel_grid_are_exact(tmp_path, gray_checkpoint):
+    """Chunks of 24 x 20 px on a 70 x 53 float image: block edges fall between tiles, the image edge mid-tile."""
+    image = np.random.default_rng(5).random((70, 53)).astype(np.float32)
+    zarr.create_array(str(tmp_path / "in.zarr"), data=image, chunks=(24, 20))
+    report = denoise_zarr(str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), str(gray_checkpoint), tile_size=32,
+                          overlap=16, precision="fp32", block_size=24)
+    assert report["blocks_total"] == 9 and report["halo"] == "exact"
+    expected = denoise(image, gray_checkpoint, tile_size=32, overlap=16, precision="fp32")
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], expected)
