@@ -156,3 +156,19 @@ def test_parse_levels():
         parse_levels(" , ")
     with pytest.raises(ValueError, match="once"):
         parse_levels("15, 15")
+
+
+def test_refresh_lists_a_newly_installed_model_and_keeps_choices(make_napari_viewer, rgb_checkpoint, tmp_path):
+    from napari_clipdenoise import install_model
+
+    viewer = make_napari_viewer()
+    widget = CompareWidget(viewer)
+    clip = widget.add_checkpoint(rgb_checkpoint)
+    widget.set_methods([clip, "tv"])
+    with pytest.raises(ValueError, match="unknown method"):
+        widget.set_methods(["clip:gaussian15"])  # listed but not installed: not checkable
+    install_model(rgb_checkpoint, "gaussian15")
+    widget.refresh_methods_button.click()
+    assert set(widget.selected_methods()) >= {clip, "tv"}
+    widget.set_methods(["clip:gaussian15", "tv"])  # now installed: can be ticked
+    assert widget.selected_methods() == ("clip:gaussian15", "tv")

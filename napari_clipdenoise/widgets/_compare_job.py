@@ -130,6 +130,16 @@ def compare_job(
     try:
         if not settings.methods:
             raise ValueError("pick at least one method to compare")
+        # load the CLIP models first, so the times in the table are denoising times only
+        for method in settings.methods:
+            source = method[len(CLIP_PREFIX):] if method.startswith(CLIP_PREFIX) else None
+            if source is not None and source not in models:
+                yield Progress(step, total, f"loading {method_label(method)}")
+                from ..model.registry import load_model
+
+                models[source] = load_model(source)
+            if cancel.is_set():
+                raise DenoiseCancelled("comparison was cancelled")
         if not reference:
             from ..noise import estimate_noise_sigma
 
@@ -178,10 +188,7 @@ def compare_job(
 
 def _run_clip(noisy, source, settings, cancel, models, caption):
     from ..inference.pipeline import denoise
-    from ..model.registry import load_model
 
-    if source not in models:
-        models[source] = load_model(source)
     model = models[source]
     axes = "YXC" if settings.rgb else "YX"
 

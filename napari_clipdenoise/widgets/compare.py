@@ -130,6 +130,9 @@ class CompareWidget(QWidget):
         self._fill_methods()
         self.add_checkpoint_button = QPushButton("Add checkpoint…", self)
         self.add_checkpoint_button.setToolTip("Add a CLIP denoiser checkpoint file (.safetensors or reference .pth)")
+        self.refresh_methods_button = QToolButton(self)
+        self.refresh_methods_button.setText("↻")
+        self.refresh_methods_button.setToolTip("Re-read the model cache (after installing a model)")
 
         self.advanced_toggle = QToolButton(self)
         self.advanced_toggle.setText("CLIP tiling and device")
@@ -190,7 +193,10 @@ class CompareWidget(QWidget):
         form.addRow("", self.level_unit)
         form.addRow("Seed", self.seed)
         form.addRow("Methods", self.methods)
-        form.addRow("", self.add_checkpoint_button)
+        method_buttons = QHBoxLayout()
+        method_buttons.addWidget(self.add_checkpoint_button, 1)
+        method_buttons.addWidget(self.refresh_methods_button)
+        form.addRow("", method_buttons)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -214,6 +220,7 @@ class CompareWidget(QWidget):
         self.mode.currentIndexChanged.connect(lambda _: self._on_mode_changed())
         self.noise.currentTextChanged.connect(self._on_noise_changed)
         self.add_checkpoint_button.clicked.connect(self._on_add_checkpoint)
+        self.refresh_methods_button.clicked.connect(self.refresh_methods)
         self.advanced_toggle.toggled.connect(self._on_advanced_toggled)
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
@@ -221,6 +228,22 @@ class CompareWidget(QWidget):
         self.copy_button.clicked.connect(self.table.copy_to_clipboard)
         self.export_button.clicked.connect(self._on_export)
         self._update_buttons()
+
+    def refresh_methods(self) -> None:
+        """Re-list the methods (newly installed models appear), keeping added checkpoints and ticks."""
+        items = [self.methods.item(i) for i in range(self.methods.count())]
+        ticked = {item.data(Qt.ItemDataRole.UserRole) for item in items if item.checkState() == Qt.CheckState.Checked}
+        listed = {item.data(Qt.ItemDataRole.UserRole) for item in items}
+        checkpoints = [m for m in listed if m.startswith(CLIP_PREFIX) and _looks_like_path(m[len(CLIP_PREFIX):])]
+        self.methods.clear()
+        self._fill_methods()
+        for method in checkpoints:
+            self.add_checkpoint(method[len(CLIP_PREFIX):])
+        for i in range(self.methods.count()):
+            item = self.methods.item(i)
+            method = item.data(Qt.ItemDataRole.UserRole)
+            if item.flags() & Qt.ItemFlag.ItemIsUserCheckable and method in listed:  # new entries keep their default
+                item.setCheckState(Qt.CheckState.Checked if method in ticked else Qt.CheckState.Unchecked)
 
     def _fill_methods(self) -> None:
         installed = installed_models()
@@ -232,7 +255,7 @@ class CompareWidget(QWidget):
                 item.setCheckState(Qt.CheckState.Checked if name == installed[0] else Qt.CheckState.Unchecked)
                 item.setToolTip(REGISTRY[name].description if name in REGISTRY else name)
             else:
-                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled & ~Qt.ItemFlag.ItemIsUserCheckable)
                 item.setToolTip(install_hint(name))
             self.methods.addItem(item)
         for method in available_methods():
@@ -255,10 +278,12 @@ class CompareWidget(QWidget):
     def set_methods(self, methods) -> None:
         """Check exactly ``methods`` (classical names, ``clip:<name>`` or checkpoint paths via ``add_checkpoint``)."""
         wanted = list(methods)
-        known = [self.methods.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.methods.count())]
+        items = [self.methods.item(i) for i in range(self.methods.count())]
+        known = [item.data(Qt.ItemDataRole.UserRole) for item in items
+                 if item.flags() & Qt.ItemFlag.ItemIsUserCheckable]
         missing = [m for m in wanted if m not in known]
         if missing:
-            raise ValueError(f"unknown method(s) {missing}; available: {known}")
+            raise ValueError(f"unknown method(s) {missing} (a CLIP model must be installed); available: {known}")
         for i in range(self.methods.count()):
             item = self.methods.item(i)
             if item.flags() & Qt.ItemFlag.ItemIsUserCheckable:
@@ -350,7 +375,7 @@ class CompareWidget(QWidget):
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         for widget in (self.mode, self.layer_combo, self.noise, self.levels, self.seed, self.methods,
-                       self.add_checkpoint_button, self.advanced):
+                       self.add_checkpoint_button, self.refresh_methods_button, self.advanced):
             widget.setEnabled(not running)
         has_rows = bool(self.table.rows())
         self.copy_button.setEnabled(has_rows)
@@ -545,6 +570,10 @@ class CompareWidget(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.cancel()
         super().closeEvent(event)
+
+
+def _looks_like_path(source: str) -> bool:
+    return "/" in source or "\\" in source or source.endswith((".safetensors", ".pth", ".pt"))
 
 
 def _cancel_held(holder: list, *_) -> None:
