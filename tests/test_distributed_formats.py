@@ -132,6 +132,11 @@ def test_constant_input_is_copied_and_outputs_are_guarded(tmp_path, small_input,
     with pytest.raises(FileExistsError, match="not a clipdenoise output"):
         denoise_zarr(str(small_input), str(other), str(gray_checkpoint), **run)
     assert denoise_zarr(str(small_input), str(other), str(gray_checkpoint), overwrite=True, **run)["complete"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="not a zarr store"):  # overwrite never deletes a non-zarr folder
+        denoise_zarr(str(small_input), str(tmp_path / "mine"), str(gray_checkpoint), overwrite=True, **run)
+    assert (tmp_path / "mine" / "thesis.txt").read_text() == "precious"
 
 
 def test_bad_inputs_say_what_to_do(tmp_path, small_input, gray_checkpoint):

@@ -334,12 +334,20 @@ class JobState:
         (self.folder / PYRAMID_FILE).unlink(missing_ok=True)
 
 
+ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup", STATE_DIR)
+
+
 def remove_output(path: Path) -> None:
-    """Delete an earlier output (``overwrite=True``)."""
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+    """Delete an earlier output (``overwrite=True``): only a zarr store or an empty folder, never anything else."""
+    if not path.exists():
+        return
+    replaceable = path.is_dir() and (not any(path.iterdir()) or any((path / m).exists() for m in ZARR_MARKERS))
+    if not replaceable:
+        raise FileExistsError(
+            f"{path} is not a zarr store (nor an empty folder); overwrite only replaces earlier outputs."
+            " Remove it yourself or choose another output path"
+        )
+    shutil.rmtree(path)
 
 
 # ---------------------------------------------------------------- pyramid
