@@ -84,6 +84,12 @@ def denoise_to_zarr_job(
     except DenoiseCancelled:
         _discard(output, temporary)
         return JobOutcome(cancelled=True, info={"output": str(output), "temporary": temporary})
+    except ImportError as exc:
+        _discard(output, temporary)
+        return JobOutcome(error=ImportError(
+            f"layers too big for memory are denoised with dask and zarr, which are not installed ({exc});"
+            ' install them with: pip install "napari-clipdenoise[dask]"'
+        ))
     except Exception as exc:
         logger.debug("zarr denoise job failed", exc_info=True)
         _discard(output, temporary)
