@@ -38,7 +38,8 @@ def volume():
     rng = np.random.default_rng(7)
     yy, xx = np.mgrid[:96, :96]
     clean = 800 + 600 * np.sin(yy / 9.0) * np.cos(xx / 13.0)
-    return np.stack([clean + rng.normal(0, 120, clean.shape) + 50 * z for z in range(SHAPE[0])]).clip(0, 4000).astype(np.uint16)
+    planes = [clean + rng.normal(0, 120, clean.shape) + 50 * z for z in range(SHAPE[0])]
+    return np.stack(planes).clip(0, 4000).astype(np.uint16)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,9 @@ def test_interrupted_run_resumes_without_redoing_finished_blocks(client, tmp_pat
     np.testing.assert_array_equal(zarr.open_array(str(output_path), mode="r")[:], reference)
 
 
-def test_killed_worker_mid_run_still_gives_complete_identical_output(client, tmp_path, volume, reference, gray_checkpoint):
+def test_killed_worker_mid_run_still_gives_complete_identical_output(
+    client, tmp_path, volume, reference, gray_checkpoint
+):
     source = make_input(tmp_path / "in.zarr", volume)
     pids = client.run(os.getpid)
     victim = sorted(pids.values())[0]

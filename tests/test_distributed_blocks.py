@@ -18,9 +18,12 @@ from napari_clipdenoise.inference.axes import parse_axes
     tile=st.sampled_from([None, 32, 48, 64, 128]), overlap=st.sampled_from([0, 8, 16, 31]),
     halo=st.sampled_from([None, 0, 16, 40]), block_size=st.integers(1, 400),
 )
-def test_blocks_tile_the_array_once_in_whole_units(depth, height, width, unit_z, unit_y, unit_x, tile, overlap, halo, block_size):
+def test_blocks_tile_the_array_once_in_whole_units(
+    depth, height, width, unit_z, unit_y, unit_x, tile, overlap, halo, block_size
+):
     shape, unit = (depth, height, width), (unit_z, unit_y, unit_x)
-    plan = plan_blocks(shape, unit, parse_axes("ZYX", shape), tile_size=tile, overlap=overlap, halo=halo, block_size=block_size)
+    layout = parse_axes("ZYX", shape)
+    plan = plan_blocks(shape, unit, layout, tile_size=tile, overlap=overlap, halo=halo, block_size=block_size)
     covered = np.zeros(shape, np.int32)
     keys = set()
     for block in plan:

@@ -40,8 +40,10 @@ def write_ome(path, level0, version):
     """A two-level OME-Zarr image (CYX): 0.5 in zarr v3, 0.4 in zarr v2."""
     axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space", "unit": "micrometer"},
             {"name": "x", "type": "space", "unit": "micrometer"}]
-    datasets = [{"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [1.0, 0.5 * 2**i, 0.5 * 2**i]}]}
-                for i in range(2)]
+    datasets = [
+        {"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [1.0, 0.5 * 2**i, 0.5 * 2**i]}]}
+        for i in range(2)
+    ]
     multiscales = [{"name": "cells", "axes": axes, "datasets": datasets}]
     if version == "0.5":
         group = zarr.open_group(str(path), mode="w", zarr_format=3)
@@ -59,7 +61,8 @@ def test_ome_zarr_per_channel_ranges_and_rebuilt_pyramid(tmp_path, gray_checkpoi
     level0 = two_channel_level0()
     source = write_ome(tmp_path / "in.ome.zarr", level0, version)
     options = dict(tile_size=32, overlap=16, precision="fp32", block_size=32)
-    report = denoise_zarr(str(tmp_path / "in.ome.zarr"), str(tmp_path / "out.ome.zarr"), str(gray_checkpoint), **options)
+    paths = (str(tmp_path / "in.ome.zarr"), str(tmp_path / "out.ome.zarr"))
+    report = denoise_zarr(*paths, str(gray_checkpoint), **options)
     expected = denoise(level0, gray_checkpoint, axes="CYX", tile_size=32, overlap=16, precision="fp32")
     output = zarr.open_group(str(tmp_path / "out.ome.zarr"), mode="r")
     assert output.metadata.zarr_format == source.metadata.zarr_format
@@ -79,7 +82,7 @@ def test_ome_zarr_per_channel_ranges_and_rebuilt_pyramid(tmp_path, gray_checkpoi
     assert attributes["napari_clipdenoise"]["job"]["axes"] == "CYX"
     np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "in.ome.zarr"), mode="r")["0"][:], level0)
     # a finished job is not redone, the pyramid is not rebuilt
-    again = denoise_zarr(str(tmp_path / "in.ome.zarr"), str(tmp_path / "out.ome.zarr"), str(gray_checkpoint), **options)
+    again = denoise_zarr(*paths, str(gray_checkpoint), **options)
     assert (again["blocks_done"], again["blocks_skipped"], again["pyramid_levels"]) == (0, 4, 0)
 
 
@@ -157,8 +160,9 @@ def test_bad_inputs_say_what_to_do(tmp_path, small_input, gray_checkpoint):
     for scheduler, message in (("nowhere", "scheduler must be"), ("local:0", "local:N"), (3, "scheduler must be")):
         with pytest.raises((ValueError, TypeError), match=message):
             denoise_zarr(str(small_input), str(tmp_path / f"o{scheduler}.zarr"), model, scheduler=scheduler)
-    for option, message in (({"tile_size": 40}, "multiple of 16"), ({"overlap": 64, "tile_size": 64}, "overlap"),
-                            ({"precision": "fp64"}, "precision"), ({"halo": -3}, "halo"), ({"batch_size": 0}, "batch_size")):
+    bad_options = (({"tile_size": 40}, "multiple of 16"), ({"overlap": 64, "tile_size": 64}, "overlap"),
+                   ({"precision": "fp64"}, "precision"), ({"halo": -3}, "halo"), ({"batch_size": 0}, "batch_size"))
+    for option, message in bad_options:
         with pytest.raises(ValueError, match=message):
             denoise_zarr(str(small_input), str(tmp_path / "o.zarr"), model, **option)
     assert not (tmp_path / "o.zarr").exists()

@@ -13,7 +13,6 @@ import hashlib
 import inspect
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -141,7 +140,9 @@ def _open_scheduler(scheduler, retries: int):
         yield _ClientRunner(scheduler, retries)
         return
     if not isinstance(scheduler, str):
-        raise TypeError(f"scheduler must be None, 'local', 'local:N', an address or a Client, got {type(scheduler).__name__}")
+        raise TypeError(
+            f"scheduler must be None, 'local', 'local:N', an address or a Client, got {type(scheduler).__name__}"
+        )
     if scheduler == "local" or scheduler.startswith("local:"):
         workers = _local_worker_count(scheduler)
         threads = max(1, (os.cpu_count() or 1) // workers)
@@ -211,20 +212,30 @@ def _progress_caller(progress):
 # ---------------------------------------------------------------- validation
 
 
+def _whole(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def _check_options(tile_size, overlap, batch_size, precision, device, block_size, halo) -> None:
-    if tile_size is not None and (isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < ALIGN or tile_size % ALIGN):
-        raise ValueError(f"tile_size must be a positive multiple of {ALIGN} (or None for one pass per plane), got {tile_size!r}")
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0 or (tile_size is not None and overlap >= tile_size):
-        raise ValueError(f"overlap must be a whole number >= 0 and smaller than tile_size ({tile_size}), got {overlap!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+    if tile_size is not None and (not _whole(tile_size, ALIGN) or tile_size % ALIGN):
+        raise ValueError(
+            f"tile_size must be a positive multiple of {ALIGN} (or None for one pass per plane), got {tile_size!r}"
+        )
+    if not _whole(overlap, 0) or (tile_size is not None and overlap >= tile_size):
+        raise ValueError(
+            f"overlap must be a whole number >= 0 and smaller than tile_size ({tile_size}), got {overlap!r}"
+        )
+    if batch_size is not None and not _whole(batch_size, 1):
         raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
     if device is not None and not isinstance(device, str):
-        raise TypeError(f"device must be None or a string such as 'auto', 'cpu', 'cuda' or 'cuda:1', got {type(device).__name__}")
-    if halo is not None and (isinstance(halo, bool) or not isinstance(halo, int) or halo < 0):
+        raise TypeError(
+            f"device must be None or a string such as 'auto', 'cpu', 'cuda' or 'cuda:1', got {type(device).__name__}"
+        )
+    if halo is not None and not _whole(halo, 0):
         raise ValueError(f"halo must be None (exact) or a whole number of pixels >= 0, got {halo!r}")
-    if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1):
+    if block_size is not None and not _whole(block_size, 1):
         raise ValueError(f"block_size must be None or a positive number of pixels, got {block_size!r}")
 
 
@@ -325,7 +336,7 @@ def denoise_zarr(
     from ..inference.axes import guess_axes, parse_axes
 
     _check_options(tile_size, overlap, batch_size, precision, device, block_size, halo)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+    if not _whole(retries, 0):
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     should_stop = _cancel_check(cancel)
     report_progress = _progress_caller(progress)
@@ -373,7 +384,8 @@ def denoise_zarr(
         tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, precision=precision,
         input=source.location,
     )
-    return _run(job, plan, source, target, state, fingerprint, groups, retries, scheduler, should_stop, report_progress)
+    return _run(job, plan, source, target, state, fingerprint, groups, retries, scheduler, should_stop,
+                report_progress)
 
 
 def _prepare_output(output: Path, state: JobState, fingerprint: str, identity: dict, overwrite: bool) -> dict | None:
@@ -386,7 +398,9 @@ def _prepare_output(output: Path, state: JobState, fingerprint: str, identity: d
         return None
     record = state.read_job() if output.is_dir() else None
     if record is None:
-        raise FileExistsError(f"{output} exists and is not a clipdenoise output; pass overwrite=True or choose another path")
+        raise FileExistsError(
+            f"{output} exists and is not a clipdenoise output; pass overwrite=True or choose another path"
+        )
     if record.get("fingerprint") != fingerprint:
         earlier = record.get("identity", {})
         changed = sorted(k for k in set(earlier) | set(identity) if earlier.get(k) != identity.get(k))
@@ -422,7 +436,8 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
 
 
-def _run(job, plan: BlockPlan, source, target, state, fingerprint, groups, retries, scheduler, should_stop, report_progress):
+def _run(job, plan: BlockPlan, source, target, state, fingerprint, groups, retries, scheduler, should_stop,
+         report_progress):
     import dask
 
     done_before = state.done_keys()
@@ -446,7 +461,8 @@ def _run(job, plan: BlockPlan, source, target, state, fingerprint, groups, retri
     def report(complete: bool, pyramid_levels: int) -> dict:
         now = stats()
         return {
-            "output": str(target.root), "blocks_total": total, "blocks_done": counters["done"], "blocks_skipped": skipped,
+            "output": str(target.root), "blocks_total": total, "blocks_done": counters["done"],
+            "blocks_skipped": skipped,
             "megapixels": now["megapixels"], "seconds": now["seconds"], "mpx_per_s": now["mpx_per_s"],
             "complete": complete, "pyramid_levels": pyramid_levels,
             "intensity_ranges": [{"channels": list(g.channels), "low": g.low, "high": g.high} for g in groups],

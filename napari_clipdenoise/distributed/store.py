@@ -163,7 +163,8 @@ def open_input(source) -> InputSource:
     if isinstance(source, zarr.Array):
         return _from_node(source, _store_root(source))
     raise TypeError(
-        f"input must be a zarr array, a path to a zarr array or OME-Zarr group, or a dask array; got {type(source).__name__}"
+        "input must be a zarr array, a path to a zarr array or OME-Zarr group, or a dask array;"
+        f" got {type(source).__name__}"
     )
 
 
@@ -191,7 +192,8 @@ def _from_node(node, root: str | None) -> InputSource:
         )
     store_root = _store_root(level)
     if store_root is None:
-        return InputSource(da.from_array(level, chunks=level.chunks), f"zarr group level {level.path} in memory", ome=None)
+        description = f"zarr group level {level.path} in memory"
+        return InputSource(da.from_array(level, chunks=level.chunks), description)
     source = InputSource(
         level, f"OME-Zarr {store_root} level {level.path!r}" if ome else f"zarr group {store_root} array '0'",
         ZarrLocation(store_root, level.path), group_root=root if ome else None, group=node if ome else None,
@@ -305,7 +307,9 @@ class JobState:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise ValueError(f"the job record {self.job_file} is unreadable ({exc}); pass overwrite=True to start over") from exc
+            raise ValueError(
+                f"the job record {self.job_file} is unreadable ({exc}); pass overwrite=True to start over"
+            ) from exc
 
     def write_job(self, job: dict) -> None:
         write_atomic(self.job_file, json.dumps(job, indent=1, sort_keys=True))

@@ -208,7 +208,8 @@ def _denoise_block(job: BlockJob, data: np.ndarray, origin: tuple[int, int], can
         if group.is_constant:
             result[index] = data[index]
         else:
-            result[index] = denoise(data[index], model, axes=plane_axes, intensity_range=(group.low, group.high), **options)
+            value_range = (group.low, group.high)
+            result[index] = denoise(data[index], model, axes=plane_axes, intensity_range=value_range, **options)
     return result
 
 
