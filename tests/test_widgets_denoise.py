@@ -95,7 +95,9 @@ def test_denoise_3d_stack_and_preview_slice(viewer, qtbot, rgb_checkpoint, rng):
     assert widget.preview_button.isEnabled()
 
     viewer.dims.set_current_step(0, 2)  # third plane
+    widget.residual_check.setChecked(True)
     click_and_wait(qtbot, widget, widget.preview_button)
+    assert viewer.layers["stack_residual_preview"].data.shape == (1, 32, 32)
     preview = viewer.layers["stack_denoised_preview"]
     assert preview.data.shape == (1, 32, 32)
     np.testing.assert_allclose(preview.translate, (1.0 + 2 * 2.0, 0.0, 0.0))
@@ -109,6 +111,8 @@ def test_denoise_3d_stack_and_preview_slice(viewer, qtbot, rgb_checkpoint, rng):
     np.testing.assert_allclose(result.translate, layer.translate)
     # the preview is the same computation as the full run's plane
     np.testing.assert_allclose(preview.data[0], result.data[2], atol=1e-5)
+    assert viewer.layers["stack_residual"].data.shape == data.shape
+    assert viewer.layers["stack_residual_preview"].data.shape == (1, 32, 32)  # untouched by the full run
 
 
 def test_dask_backed_layer(viewer, qtbot, rgb_checkpoint, rng):

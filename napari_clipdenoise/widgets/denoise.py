@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 DENOISED_SUFFIX = "_denoised"
 PREVIEW_SUFFIX = "_denoised_preview"
 RESIDUAL_SUFFIX = "_residual"
-OUTPUT_SUFFIXES = (DENOISED_SUFFIX, PREVIEW_SUFFIX, RESIDUAL_SUFFIX)
+RESIDUAL_PREVIEW_SUFFIX = "_residual_preview"
+OUTPUT_SUFFIXES = (DENOISED_SUFFIX, PREVIEW_SUFFIX, RESIDUAL_SUFFIX, RESIDUAL_PREVIEW_SUFFIX)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ERROR_STYLE = "color: #ff6b6b;"
@@ -426,8 +427,15 @@ class DenoiseWidget(QWidget):
             else:
                 self._show_error(f"Denoising failed: {outcome.error}")
             return
+        self._model_cache = (key, outcome.info["model"])
+        try:
+            self._add_results(outcome, layer, image, settings, offset)
+        except Exception as exc:  # e.g. napari refusing the layer's geometry: report it, stay usable
+            logger.debug("adding the result layers failed", exc_info=True)
+            self._show_error(f"Denoising finished but the result could not be added to the viewer: {exc}")
+
+    def _add_results(self, outcome: JobOutcome, layer, image, settings: DenoiseSettings, offset) -> None:
         model = outcome.info["model"]
-        self._model_cache = (key, model)
         seconds = outcome.info["seconds"]
         name = layer.name + (PREVIEW_SUFFIX if offset else DENOISED_SUFFIX)
         record = _layers.provenance(model.provenance(), settings.as_kwargs(), layer.name, seconds)
@@ -445,7 +453,7 @@ class DenoiseWidget(QWidget):
             if not layer.rgb:
                 look["colormap"] = "gray"
             _layers.add_or_update_image(
-                self.viewer, layer.name + RESIDUAL_SUFFIX, values,
+                self.viewer, layer.name + (RESIDUAL_PREVIEW_SUFFIX if offset else RESIDUAL_SUFFIX), values,
                 metadata={"clipdenoise": {**record, "residual": "input - denoised"}}, **geometry, **look,
             )
         self.viewer.layers.selection.active = self.viewer.layers[name]
