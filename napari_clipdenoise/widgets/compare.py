@@ -472,11 +472,15 @@ class CompareWidget(QWidget):
             return
         results: CompareResults = outcome.value
         self.results = results
-        self._show_layers(results, layer, geometry, reference)
         if reference:
             self._show_reference_results(results)
         else:
             self._show_real_results(results)
+        try:
+            self._show_layers(results, layer, geometry, reference)
+        except Exception as exc:  # report it and stay usable; the table and plot are already shown
+            self._show_error(f"The comparison finished but its layers could not be added: {exc}")
+            return
         count = len(results.methods) - (1 if reference else 0)
         levels = f" × {len(results.settings.levels)} level(s)" if reference else ""
         self._set_status(
