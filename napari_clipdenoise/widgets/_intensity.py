@@ -31,7 +31,7 @@ class UnitScale:
             return cls(0.0, 255.0)
         if array.size == 0:
             raise ValueError("image is empty; nothing to scale")
-        low, high = float(np.nanmin(array)), float(np.nanmax(array))
+        low, high = float(np.min(array)), float(np.max(array))  # NaN propagates and is refused below
         if not (np.isfinite(low) and np.isfinite(high)):
             raise ValueError("image contains NaN or infinite values; replace them first (e.g. np.nan_to_num)")
         if array.dtype.kind == "f" and low >= FLOAT_UNIT_MARGIN[0] and high <= FLOAT_UNIT_MARGIN[1]:
