@@ -135,6 +135,11 @@ def test_cancel_adds_nothing_and_bad_levels_are_reported(make_napari_viewer, qtb
     widget.levels.setText("15, banana")
     widget.run_button.click()
     assert not widget.is_running and "banana" in widget.status.text() and "banana" in shown[0]
+    viewer.add_image(np.zeros((2, 32, 32), np.float32), name="two_channels", axis_labels=("c", "y", "x"))
+    widget.layer_combo.set_layer("two_channels")
+    widget.run_button.click()
+    assert not widget.is_running and "channel axis" in shown[-1]
+    widget.layer_combo.set_layer("clean")
 
     widget.set_methods([widget.add_checkpoint(rgb_checkpoint)])
     widget.levels.setText("10, 20, 30, 40, 50")

@@ -386,6 +386,11 @@ class CompareWidget(QWidget):
         """The layer's 2D plane (or colour image) on screen, on [0, 1]; and its geometry for the outputs."""
         data = _layers.layer_array(layer)
         axes = _layers.layer_axes(layer)
+        if not layer.rgb and any(letter in "CS" for letter in axes):
+            raise ValueError(
+                f"the comparison works on a grey or RGB image, but '{layer.name}' has a channel axis (axes {axes});"
+                " split it into one layer per channel first (right-click the layer > Split Stack)"
+            )
         region, offset = _layers.preview_region(layer, self.viewer, axes)
         plane = np.asarray(data[region])
         rgb = bool(layer.rgb)
