@@ -70,8 +70,21 @@ def executing(dask_worker):
 
 
 def markers(output_path):
+    """Completion markers of an unfinished job: block key -> file modification time."""
     folder = output_path / ".clipdenoise" / "done"
     return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.is_dir() else {}
+
+
+def chunk_times(output_path):
+    """Chunk file -> modification time (zarr v3 default layout ``c/z/y/x``)."""
+    files = (p for p in (output_path / "c").rglob("*") if p.is_file())
+    return {str(p.relative_to(output_path)): p.stat().st_mtime_ns for p in files}
+
+
+def finished(output_path):
+    """A finished output is plain zarr: completion is recorded in its attributes, the job folder is gone."""
+    attributes = dict(zarr.open(str(output_path), mode="r").attrs)
+    return "complete" in attributes["napari_clipdenoise"] and not (output_path / ".clipdenoise").exists()
 
 
 def test_cluster_output_equals_whole_volume_denoise(client, tmp_path, volume, reference, gray_checkpoint):
@@ -88,7 +101,7 @@ def test_cluster_output_equals_whole_volume_denoise(client, tmp_path, volume, re
     assert report["blocks_total"] == 16 and report["blocks_done"] == 16 and report["blocks_skipped"] == 0
     assert report["complete"] and report["megapixels"] == pytest.approx(volume.size / 1e6)
     assert [d for d, _, _ in seen] == list(range(17)) and seen[-1][1] == 16 and seen[-1][2] > 0
-    assert len(markers(tmp_path / "out.zarr")) == 16
+    assert finished(tmp_path / "out.zarr")
     # the input is untouched, every worker loaded the model at most once and both took part
     np.testing.assert_array_equal(zarr.open_array(str(source), mode="r")[:], volume)
     from napari_clipdenoise.distributed.worker import model_loads
@@ -116,20 +129,25 @@ def test_sharded_output_has_no_lost_writes(client, tmp_path, volume, reference, 
 def test_interrupted_run_resumes_without_redoing_finished_blocks(client, tmp_path, volume, reference, gray_checkpoint):
     source = make_input(tmp_path / "in.zarr", volume)
     output_path = tmp_path / "out.zarr"
-    finished = []
+    progressed = []
     with pytest.raises(DenoiseCancelled) as caught:
         run(source, output_path, gray_checkpoint, scheduler=client,
-            progress=lambda done, total: finished.append(done), cancel=lambda: len(finished) > 3)
+            progress=lambda done, total: progressed.append(done), cancel=lambda: len(progressed) > 3)
     assert not caught.value.report["complete"]
     deadline = time.monotonic() + 60
     while any(client.run(executing).values()) and time.monotonic() < deadline:
         time.sleep(0.1)  # blocks running when we cancelled stop at their next tile batch
     before = markers(output_path)
     assert 3 <= len(before) < 16
+    written = chunk_times(output_path)  # one 48 x 48 chunk per block: c/z/y/x for block z.y.x
+    assert {f"c/{key.replace('.', '/')}" for key in before} <= set(written)
     report = run(source, output_path, gray_checkpoint, scheduler=client)
-    after = markers(output_path)
     assert report["blocks_skipped"] == len(before) and report["blocks_done"] == 16 - len(before)
-    assert all(after[key] == mtime for key, mtime in before.items())  # finished blocks were not redone
+    after = chunk_times(output_path)
+    for key in before:  # the finished blocks' chunks were not written again
+        chunk = f"c/{key.replace('.', '/')}"
+        assert after[chunk] == written[chunk], chunk
+    assert finished(output_path)
     np.testing.assert_array_equal(zarr.open_array(str(output_path), mode="r")[:], reference)
 
 
@@ -151,7 +169,7 @@ def test_killed_worker_mid_run_still_gives_complete_identical_output(
     client.wait_for_workers(2, timeout=60)
     assert victim not in client.run(os.getpid).values()  # the nanny replaced the killed process
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], reference)
-    assert len(markers(tmp_path / "out.zarr")) == 16
+    assert finished(tmp_path / "out.zarr")
 
 
 def test_cli_scheduler_address_end_to_end(client, tmp_path, volume, reference, gray_checkpoint, capsys):
@@ -167,6 +185,8 @@ def test_cli_scheduler_address_end_to_end(client, tmp_path, volume, reference, g
     assert main(argv) == 0, capsys.readouterr().err
     output = tmp_path / "stack_denoised.zarr"
     np.testing.assert_array_equal(zarr.open_array(str(output), mode="r")[:], reference)
-    assert len(markers(output)) == 4  # default block size: whole 96 x 96 planes
-    assert main(argv) == 0  # a rerun resumes: nothing left to do
-    assert len(markers(output)) == 4
+    assert finished(output)
+    written = chunk_times(output)
+    assert len(written) == 16
+    assert main(argv) == 0  # a rerun finds the job finished: nothing is written again
+    assert chunk_times(output) == written

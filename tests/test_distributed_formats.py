@@ -79,7 +79,9 @@ def test_ome_zarr_per_channel_ranges_and_rebuilt_pyramid(tmp_path, gray_checkpoi
     attributes = dict(output.attrs)
     ome = attributes["ome"]["multiscales"] if version == "0.5" else attributes["multiscales"]
     assert ome[0]["datasets"][1]["coordinateTransformations"][0]["scale"] == [1.0, 1.0, 1.0]
-    assert attributes["napari_clipdenoise"]["job"]["axes"] == "CYX"
+    assert attributes["napari_clipdenoise"]["job"]["axes"] == "CYX" and "complete" in attributes["napari_clipdenoise"]
+    assert sorted(name for name, _ in output.members()) == ["0", "1"]  # finished: no job folder left behind
+    assert not (tmp_path / "out.ome.zarr" / ".clipdenoise").exists()
     np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "in.ome.zarr"), mode="r")["0"][:], level0)
     # a finished job is not redone, the pyramid is not rebuilt
     again = denoise_zarr(*paths, str(gray_checkpoint), **options)

@@ -22,7 +22,10 @@ import numpy as np
 
 from ..errors import DenoiseCancelled
 from .blocks import ALIGN, BlockPlan, plan_blocks, round_up
-from .store import InputSource, JobState, create_output, downsample_level, open_input, open_output, remove_output
+from .store import (
+    InputSource, JobState, create_output, downsample_level, mark_complete, open_input, open_output, read_completion,
+    remove_output,
+)
 from .worker import BlockJob, ChannelRange, run_block
 
 logger = logging.getLogger(__name__)
@@ -360,6 +363,8 @@ def denoise_zarr(
     fingerprint = _fingerprint(identity)
     state = JobState(output)
     job_record = _prepare_output(output, state, fingerprint, identity, overwrite)
+    if job_record is not None and job_record.get("finished"):
+        return _finished_report(output, job_record, plan)
     if job_record is None:
         groups, rgb = _intensity_groups(source, loaded.in_channels, layout.axes, tile_size, overlap)
         provenance = {"model": loaded.provenance(), "job": identity, "intensity_ranges": [g.__dict__ for g in groups]}
@@ -398,9 +403,12 @@ def _prepare_output(output: Path, state: JobState, fingerprint: str, identity: d
         return None
     record = state.read_job() if output.is_dir() else None
     if record is None:
-        raise FileExistsError(
-            f"{output} exists and is not a clipdenoise output; pass overwrite=True or choose another path"
-        )
+        record = read_completion(output)
+        if record is None:
+            raise FileExistsError(
+                f"{output} exists and is not a clipdenoise output; pass overwrite=True or choose another path"
+            )
+        record["finished"] = True
     if record.get("fingerprint") != fingerprint:
         earlier = record.get("identity", {})
         changed = sorted(k for k in set(earlier) | set(identity) if earlier.get(k) != identity.get(k))
@@ -409,6 +417,17 @@ def _prepare_output(output: Path, state: JobState, fingerprint: str, identity: d
             " start over, or choose another output path"
         )
     return record
+
+
+def _finished_report(output: Path, record: dict, plan: BlockPlan) -> dict:
+    """The report of a rerun on an output whose job has already finished: nothing to do."""
+    return {
+        "output": str(output), "blocks_total": len(plan), "blocks_done": 0, "blocks_skipped": len(plan),
+        "megapixels": 0.0, "seconds": 0.0, "mpx_per_s": 0.0, "complete": True, "pyramid_levels": 0,
+        "intensity_ranges": record.get("intensity_ranges", []), "block_shape": list(plan.block_shape),
+        "halo": "exact" if plan.halo is None else plan.halo, "read_overhead": plan.read_fraction(),
+        "scheduler": "none (already finished)",
+    }
 
 
 def _check_resumable(target, source: InputSource) -> None:
@@ -493,6 +512,7 @@ def _run(job, plan: BlockPlan, source, target, state, fingerprint, groups, retri
             state.clear_pyramid()
             levels = _rebuild_pyramid(target, runner)
             state.mark_pyramid(fingerprint, levels)
+    mark_complete(target.root, fingerprint, total)
     return report(True, levels)
 
 

@@ -5,7 +5,9 @@
 - :func:`create_output`: the output store, created once with the input's shape,
   chunks, shards, codecs and (for OME-Zarr) its group metadata and pyramid levels.
 - :class:`JobState`: the job record and per-block completion markers kept in
-  ``<output>/.clipdenoise/`` (files written atomically: temp file + rename).
+  ``<output>/.clipdenoise/`` (files written atomically: temp file + rename) while
+  the job runs; :func:`mark_complete` replaces them by a record in the root
+  attributes when it has finished.
 - :func:`downsample_level`: one pyramid level recomputed from the level above.
 
 Completion is recorded by marker files, never inferred from chunk files: zarr
@@ -245,7 +247,7 @@ def create_output(source: InputSource, output_path: Path, provenance: dict) -> O
     if source.ome is not None:
         group = zarr.open_group(str(root), mode="w-", zarr_format=source.zarr_format)
         attributes = dict(source.ome.attributes)
-        attributes["napari_clipdenoise"] = provenance
+        attributes[PROVENANCE_KEY] = provenance
         group.attrs.update(attributes)
         locations = []
         for path in source.ome.dataset_paths:
@@ -255,10 +257,10 @@ def create_output(source: InputSource, output_path: Path, provenance: dict) -> O
         return OutputTarget(root, locations[0], locations[1:])
     if source.is_zarr:
         options = _array_options(source.array)
-        attributes = {**dict(source.array.attrs), "napari_clipdenoise": provenance}
+        attributes = {**dict(source.array.attrs), PROVENANCE_KEY: provenance}
     else:
         options = dict(shape=source.shape, dtype=source.dtype, chunks=regular_chunks(source.array), zarr_format=3)
-        attributes = {"napari_clipdenoise": provenance}
+        attributes = {PROVENANCE_KEY: provenance}
     zarr.create_array(str(root), **options, attributes=attributes)
     return OutputTarget(root, ZarrLocation(str(root.resolve()), ""))
 
@@ -336,6 +338,40 @@ class JobState:
 
     def clear_pyramid(self) -> None:
         (self.folder / PYRAMID_FILE).unlink(missing_ok=True)
+
+
+PROVENANCE_KEY = "napari_clipdenoise"
+
+
+def read_completion(root: Path) -> dict | None:
+    """The completion record a finished job leaves in the output's root attributes, or None."""
+    import zarr
+
+    try:
+        attributes = dict(zarr.open(str(root), mode="r").attrs)
+    except Exception:
+        return None
+    provenance = attributes.get(PROVENANCE_KEY)
+    if not isinstance(provenance, dict) or not isinstance(provenance.get("complete"), dict):
+        return None
+    return {**provenance["complete"], "identity": provenance.get("job", {}),
+            "intensity_ranges": provenance.get("intensity_ranges", [])}
+
+
+def mark_complete(root: Path, fingerprint: str, blocks: int) -> None:
+    """Record completion in the root attributes, then drop the job folder: a finished output is plain (OME-)Zarr.
+
+    (zarr warns about unknown folders when it lists a group's members.) If this
+    stops between the two steps, the next run finds every block marked done and
+    finishes it again.
+    """
+    import zarr
+
+    node = zarr.open(str(root), mode="r+")
+    provenance = dict(node.attrs.get(PROVENANCE_KEY, {}))
+    provenance["complete"] = {"fingerprint": fingerprint, "blocks": blocks}
+    node.attrs[PROVENANCE_KEY] = provenance
+    shutil.rmtree(root / STATE_DIR, ignore_errors=True)
 
 
 ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup", STATE_DIR)
