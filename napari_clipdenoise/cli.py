@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ._version import __version__
+from .inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_MODEL = "gaussian15"
@@ -85,11 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--tile-size",
         type=_tile_size,
-        default=1024,
+        default=DEFAULT_TILE_SIZE,
         help="tile edge in px, multiple of 16, or 'none' (default: %(default)s)",
     )
     run.add_argument(
-        "--overlap", type=_non_negative, default=256, help="overlap between tiles in px (default: %(default)s)"
+        "--overlap", type=_non_negative, default=DEFAULT_OVERLAP, help="overlap between tiles in px (default: %(default)s)"
     )
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
     run.add_argument(

@@ -15,15 +15,11 @@ import numpy as np
 
 from ..errors import DenoiseCancelled
 from .axes import AxesLayout, guess_axes, parse_axes
+from .defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from .normalize import IntensityRange, estimate_range, sample_planes, to_dtype
 from .tiling import ALIGN, as_cancel_check, count_tiles
 
 logger = logging.getLogger(__name__)
-
-#: Default tile edge in pixels; see docs/tiling.md for the measurement behind it.
-DEFAULT_TILE_SIZE = 1024
-#: Default overlap between neighbouring tiles; see docs/tiling.md.
-DEFAULT_OVERLAP = 256
 
 _SUPPORTED_KINDS = "uif"
 

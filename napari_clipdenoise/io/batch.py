@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from .atomic import atomic_output, remove_stale_partials
 from .base import UnreadableImageError, UnsupportedFormatError
 from .discovery import Job
@@ -26,8 +27,8 @@ class DenoiseSettings:
     """Resolved options shared by every file of a batch."""
 
     axes: str | None = None
-    tile_size: int | None = 1024
-    overlap: int = 256
+    tile_size: int | None = DEFAULT_TILE_SIZE
+    overlap: int = DEFAULT_OVERLAP
     batch_size: int = 1
     device: str = "cpu"
     precision: str = "fp32"

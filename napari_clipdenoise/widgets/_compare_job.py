@@ -21,6 +21,7 @@ from typing import Generator
 
 import numpy as np
 
+from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from ..errors import DenoiseCancelled
 from ._worker import JobOutcome, Progress, iterate_progress
 
@@ -38,8 +39,8 @@ class CompareSettings:
     levels: tuple[float, ...] = (15.0, 25.0, 50.0)
     seed: int = 0
     rgb: bool = False
-    tile_size: int | None = 1024
-    overlap: int = 256
+    tile_size: int | None = DEFAULT_TILE_SIZE
+    overlap: int = DEFAULT_OVERLAP
     device: str = "auto"
     precision: str = "auto"
 

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from ..baselines import CLASSICAL_METHODS, available_methods
 from ..model.registry import REGISTRY, install_hint, installed_models
 from ..noise import NOISE_MODELS
@@ -144,13 +145,13 @@ class CompareWidget(QWidget):
         self.tile_size = QSpinBox(self.advanced)
         self.tile_size.setRange(0, 8192)
         self.tile_size.setSingleStep(16)
-        self.tile_size.setValue(1024)
+        self.tile_size.setValue(DEFAULT_TILE_SIZE)
         self.tile_size.setSpecialValueText("whole image")
         self.tile_size.setSuffix(" px")
         self.overlap = QSpinBox(self.advanced)
         self.overlap.setRange(0, 4096)
         self.overlap.setSingleStep(16)
-        self.overlap.setValue(256)
+        self.overlap.setValue(DEFAULT_OVERLAP)
         self.overlap.setSuffix(" px")
         self.device = QComboBox(self.advanced)
         self.device.addItems(DEVICES)

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from ..errors import DenoiseCancelled, ModelNotInstalledError
 from ..inference.axes import parse_axes
 from . import _large, _layers
@@ -55,8 +56,8 @@ class DenoiseSettings:
     """The options of one run, as passed to :func:`napari_clipdenoise.denoise`."""
 
     axes: str
-    tile_size: int | None = 1024
-    overlap: int = 256
+    tile_size: int | None = DEFAULT_TILE_SIZE
+    overlap: int = DEFAULT_OVERLAP
     device: str = "auto"
     precision: str = "auto"
 
@@ -151,14 +152,14 @@ class DenoiseWidget(QWidget):
         self.tile_size = QSpinBox(self.advanced)
         self.tile_size.setRange(0, 8192)
         self.tile_size.setSingleStep(16)
-        self.tile_size.setValue(1024)
+        self.tile_size.setValue(DEFAULT_TILE_SIZE)
         self.tile_size.setSpecialValueText("whole plane")
         self.tile_size.setSuffix(" px")
         self.tile_size.setToolTip("Tile edge in pixels (multiple of 16); 0 = each plane in one pass")
         self.overlap = QSpinBox(self.advanced)
         self.overlap.setRange(0, 4096)
         self.overlap.setSingleStep(16)
-        self.overlap.setValue(256)
+        self.overlap.setValue(DEFAULT_OVERLAP)
         self.overlap.setSuffix(" px")
         self.overlap.setToolTip("Pixels shared by neighbouring tiles, blended to hide seams")
         self.device = QComboBox(self.advanced)
