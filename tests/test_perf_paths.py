@@ -146,3 +146,18 @@ def test_memory_is_bounded_by_the_tile_not_the_image():
     assert peak < float_plane / 4, f"numpy peak {peak / 2**20:.1f} MiB for a {float_plane / 2**20:.0f} MiB float32 plane"
     whole = denoise(image, model, tile_size=None, precision="fp32", intensity_range=(0, 60000))
     assert np.abs(out.astype(np.int64) - whole).max() <= 1, "streamed tiles give the whole-image result, in ``out``"
+
+
+def test_fast_upsampling_keeps_the_whole_image_grid_for_tiles():
+    """The prepared copy's decoder samples tiles exactly like the reference network does (fp32)."""
+    from napari_clipdenoise.model.network import TileGeometry
+
+    network = random_network(3, seed=4)
+    prepared = prepare_network(network, torch.device("cpu"), "fp32", channels_last=True)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    geometry = TileGeometry(((32, 48), (96, 0)), (160, 176))
+    with torch.inference_mode():
+        expected, got = network(x, geometry=geometry), prepared(x, geometry=geometry)
+        untiled = network(x)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert (expected - untiled).abs().max() > 1e-3, "the geometry really changes the sampling grid"
