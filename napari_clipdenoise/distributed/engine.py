@@ -285,6 +285,7 @@ def denoise_zarr(
     progress=None,
     cancel=None,
     overwrite: bool = False,
+    intensity_range="auto",
     block_size: int | None = None,
     halo: int | None = None,
     retries: int = DEFAULT_RETRIES,
@@ -320,6 +321,9 @@ def denoise_zarr(
         ``report`` attribute holds the report so far). Finished blocks stay done.
     overwrite : bool
         Delete an existing ``output_path`` that is not this job's (or to start over).
+    intensity_range : "auto", "percentile", "dtype" or (low, high)
+        As for ``denoise()``; computed once for the whole volume (per channel for
+        non-RGB channels) and used by every block.
     block_size : int, optional
         Target block edge in Y and X in pixels (whole chunks/shards; default 2048).
     halo : int, optional
@@ -359,6 +363,7 @@ def denoise_zarr(
         "shape": list(shape), "dtype": str(source.dtype),
         "axes": layout.axes, "model_sha256": model_sha, "tile_size": tile_size, "overlap": overlap,
         "halo": halo, "block_shape": list(plan.block_shape), "precision": precision,
+        "intensity_range": list(intensity_range) if isinstance(intensity_range, (tuple, list)) else intensity_range,
     }
     fingerprint = _fingerprint(identity)
     state = JobState(output)
@@ -366,7 +371,7 @@ def denoise_zarr(
     if job_record is not None and job_record.get("finished"):
         return _finished_report(output, job_record, plan)
     if job_record is None:
-        groups, rgb = _intensity_groups(source, loaded.in_channels, layout.axes, tile_size, overlap)
+        groups, rgb = _intensity_groups(source, loaded.in_channels, layout.axes, tile_size, overlap, intensity_range)
         provenance = {"model": loaded.provenance(), "job": identity, "intensity_ranges": [g.__dict__ for g in groups]}
         try:
             target = create_output(source, output, _jsonable(provenance))
@@ -441,11 +446,12 @@ def _check_resumable(target, source: InputSource) -> None:
                               f" {source.shape} {source.dtype}; pass overwrite=True to start over")
 
 
-def _intensity_groups(source: InputSource, in_channels: int, axes: str, tile_size, overlap):
+def _intensity_groups(source: InputSource, in_channels: int, axes: str, tile_size, overlap, intensity_range):
     """The global intensity range of each channel group, computed once on the client like ``denoise()`` does."""
     from ..inference.pipeline import plan_denoise
 
-    plan = plan_denoise(source.array, in_channels, axes=axes, tile_size=tile_size, overlap=overlap)
+    plan = plan_denoise(source.array, in_channels, axes=axes, tile_size=tile_size, overlap=overlap,
+                        intensity_range=intensity_range)
     groups = tuple(ChannelRange(tuple(g.channels), float(g.scale.low), float(g.scale.high)) for g in plan.groups)
     rgb = len(plan.groups) == 1 and len(plan.groups[0].channels) == 3
     return groups, rgb
