@@ -196,16 +196,21 @@ def test_odd_sizes_and_chunks_off_the_16_pixel_grid_are_exact(tmp_path, gray_che
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], expected)
 
 
-def test_fixed_intensity_range_is_used_for_every_block(tmp_path, gray_checkpoint):
+def test_fixed_intensity_range_and_output_dtype(tmp_path, gray_checkpoint):
     image = (np.arange(2 * 32 * 32).reshape(2, 32, 32) % 701).astype(np.int16) - 300
     zarr.create_array(str(tmp_path / "in.zarr"), data=image, chunks=(1, 32, 32))
     report = denoise_zarr(str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), str(gray_checkpoint),
-                          tile_size=None, precision="fp32", intensity_range=(-1024, 3072))
+                          tile_size=None, precision="fp32", intensity_range=(-1024, 3072), output_dtype="float32")
     assert report["intensity_ranges"] == [{"channels": [0], "low": -1024.0, "high": 3072.0}]
     expected = denoise(image, gray_checkpoint, axes="ZYX", tile_size=None, precision="fp32",
-                       intensity_range=(-1024, 3072))
-    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], expected)
+                       intensity_range=(-1024, 3072), output_dtype="float32")
+    output = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert output.dtype == np.float32
+    np.testing.assert_array_equal(output[:], expected)
     with pytest.raises(ValueError, match="low < high"):
         denoise_zarr(str(tmp_path / "in.zarr"), str(tmp_path / "other.zarr"), str(gray_checkpoint),
                      intensity_range=(5, 5))
+    with pytest.raises(TypeError, match="output_dtype"):
+        denoise_zarr(str(tmp_path / "in.zarr"), str(tmp_path / "other.zarr"), str(gray_checkpoint),
+                     output_dtype="complex64")
     assert not (tmp_path / "other.zarr").exists()

@@ -242,6 +242,18 @@ def _check_options(tile_size, overlap, batch_size, precision, device, block_size
         raise ValueError(f"block_size must be None or a positive number of pixels, got {block_size!r}")
 
 
+def _output_dtype(output_dtype) -> np.dtype | None:
+    if output_dtype is None:
+        return None
+    try:
+        dtype = np.dtype(output_dtype)
+    except TypeError as exc:
+        raise TypeError(f"output_dtype {output_dtype!r} is not a dtype; use e.g. 'float32' or 'uint16'") from exc
+    if dtype.kind not in "uif":
+        raise TypeError(f"output_dtype must be an integer or float dtype, got {dtype}")
+    return dtype
+
+
 def _resolve_model(model) -> tuple[object, str, str]:
     """Load the model on the client (validates it early) -> (model, absolute path, sha256 of the file)."""
     from ..model.checkpoints import file_sha256
@@ -286,6 +298,7 @@ def denoise_zarr(
     cancel=None,
     overwrite: bool = False,
     intensity_range="auto",
+    output_dtype=None,
     block_size: int | None = None,
     halo: int | None = None,
     retries: int = DEFAULT_RETRIES,
@@ -324,6 +337,8 @@ def denoise_zarr(
     intensity_range : "auto", "percentile", "dtype" or (low, high)
         As for ``denoise()``; computed once for the whole volume (per channel for
         non-RGB channels) and used by every block.
+    output_dtype : dtype, optional
+        The output's dtype (default: the input's); integers are rounded and clipped.
     block_size : int, optional
         Target block edge in Y and X in pixels (whole chunks/shards; default 2048).
     halo : int, optional
@@ -343,6 +358,7 @@ def denoise_zarr(
     from ..inference.axes import guess_axes, parse_axes
 
     _check_options(tile_size, overlap, batch_size, precision, device, block_size, halo)
+    out_dtype = _output_dtype(output_dtype)
     if not _whole(retries, 0):
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     should_stop = _cancel_check(cancel)
@@ -364,7 +380,9 @@ def denoise_zarr(
         "axes": layout.axes, "model_sha256": model_sha, "tile_size": tile_size, "overlap": overlap,
         "halo": halo, "block_shape": list(plan.block_shape), "precision": precision,
         "intensity_range": list(intensity_range) if isinstance(intensity_range, (tuple, list)) else intensity_range,
+        "output_dtype": None if out_dtype is None else str(out_dtype),
     }
+    out_dtype = source.dtype if out_dtype is None else out_dtype
     fingerprint = _fingerprint(identity)
     state = JobState(output)
     job_record = _prepare_output(output, state, fingerprint, identity, overwrite)
@@ -374,7 +392,7 @@ def denoise_zarr(
         groups, rgb = _intensity_groups(source, loaded.in_channels, layout.axes, tile_size, overlap, intensity_range)
         provenance = {"model": loaded.provenance(), "job": identity, "intensity_ranges": [g.__dict__ for g in groups]}
         try:
-            target = create_output(source, output, _jsonable(provenance))
+            target = create_output(source, output, _jsonable(provenance), dtype=out_dtype)
         except BaseException:
             remove_output(output)  # never leave a half-created store that a rerun would refuse
             raise
@@ -384,7 +402,7 @@ def denoise_zarr(
         groups = tuple(ChannelRange(tuple(g["channels"]), g["low"], g["high"]) for g in job_record["groups"])
         rgb = job_record["rgb"]
         target = open_output(source, output)
-        _check_resumable(target, source)
+        _check_resumable(target, source, out_dtype)
 
     job = BlockJob(
         output=target.level0, state_root=str(output), model_path=model_path, model_sha256=model_sha,
@@ -392,7 +410,7 @@ def denoise_zarr(
         y_axis=layout.y, x_axis=layout.x,
         full_size=(round_up(shape[layout.y], ALIGN), round_up(shape[layout.x], ALIGN)),
         tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, precision=precision,
-        input=source.location,
+        output_dtype=str(out_dtype), input=source.location,
     )
     return _run(job, plan, source, target, state, fingerprint, groups, retries, scheduler, should_stop,
                 report_progress)
@@ -435,15 +453,15 @@ def _finished_report(output: Path, record: dict, plan: BlockPlan) -> dict:
     }
 
 
-def _check_resumable(target, source: InputSource) -> None:
+def _check_resumable(target, source: InputSource, dtype: np.dtype) -> None:
     try:
         level0 = target.level0.open("r")
     except Exception as exc:
         raise FileExistsError(f"{target.root} has a job record but its array cannot be opened ({exc});"
                               " pass overwrite=True to start over") from exc
-    if tuple(level0.shape) != source.shape or np.dtype(level0.dtype) != source.dtype:
-        raise FileExistsError(f"{target.root} holds a {level0.shape} {level0.dtype} array, not the input's"
-                              f" {source.shape} {source.dtype}; pass overwrite=True to start over")
+    if tuple(level0.shape) != source.shape or np.dtype(level0.dtype) != dtype:
+        raise FileExistsError(f"{target.root} holds a {level0.shape} {level0.dtype} array, not the expected"
+                              f" {source.shape} {dtype}; pass overwrite=True to start over")
 
 
 def _intensity_groups(source: InputSource, in_channels: int, axes: str, tile_size, overlap, intensity_range):

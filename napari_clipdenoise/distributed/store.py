@@ -220,11 +220,12 @@ class OutputTarget:
         return JobState(self.root)
 
 
-def _array_options(array) -> dict:
-    """Creation options copying an existing zarr array's chunking, codecs and fill value."""
+def _array_options(array, dtype: np.dtype) -> dict:
+    """Creation options copying an existing zarr array's chunking, codecs and fill value, for values of ``dtype``."""
     meta = array.metadata
+    fill_value = array.fill_value if np.dtype(dtype) == np.dtype(array.dtype) else 0
     options = dict(
-        shape=array.shape, dtype=array.dtype, chunks=array.chunks, fill_value=array.fill_value,
+        shape=array.shape, dtype=dtype, chunks=array.chunks, fill_value=fill_value,
         zarr_format=meta.zarr_format, compressors=array.compressors, filters=array.filters,
     )
     if meta.zarr_format == 3:
@@ -233,17 +234,19 @@ def _array_options(array) -> dict:
     return options
 
 
-def create_output(source: InputSource, output_path: Path, provenance: dict) -> OutputTarget:
+def create_output(source: InputSource, output_path: Path, provenance: dict, dtype=None) -> OutputTarget:
     """Create the output store, empty, mirroring the input's layout and metadata.
 
     OME-Zarr inputs give an OME-Zarr output group with every multiscale level the
     input has (levels after 0 are filled by :func:`downsample_level` at the end);
     the group's attributes are copied and ``provenance`` is added under
-    ``"napari_clipdenoise"``. Other inputs give a single array.
+    ``"napari_clipdenoise"``. Other inputs give a single array. ``dtype``: the
+    output's dtype (default: the input's).
     """
     import zarr
 
     root = Path(output_path)
+    dtype = source.dtype if dtype is None else np.dtype(dtype)
     if source.ome is not None:
         group = zarr.open_group(str(root), mode="w-", zarr_format=source.zarr_format)
         attributes = dict(source.ome.attributes)
@@ -252,14 +255,14 @@ def create_output(source: InputSource, output_path: Path, provenance: dict) -> O
         locations = []
         for path in source.ome.dataset_paths:
             level = source.group[path]
-            zarr.create_array(group.store, name=path, **_array_options(level), attributes=dict(level.attrs))
+            zarr.create_array(group.store, name=path, **_array_options(level, dtype), attributes=dict(level.attrs))
             locations.append(ZarrLocation(str(root.resolve()), path))
         return OutputTarget(root, locations[0], locations[1:])
     if source.is_zarr:
-        options = _array_options(source.array)
+        options = _array_options(source.array, dtype)
         attributes = {**dict(source.array.attrs), PROVENANCE_KEY: provenance}
     else:
-        options = dict(shape=source.shape, dtype=source.dtype, chunks=regular_chunks(source.array), zarr_format=3)
+        options = dict(shape=source.shape, dtype=dtype, chunks=regular_chunks(source.array), zarr_format=3)
         attributes = {PROVENANCE_KEY: provenance}
     zarr.create_array(str(root), **options, attributes=attributes)
     return OutputTarget(root, ZarrLocation(str(root.resolve()), ""))

@@ -57,6 +57,7 @@ class BlockJob:
     batch_size: int | None
     device: str | None
     precision: str
+    output_dtype: str
     input: ZarrLocation | None = None  # None: the pixels arrive as a dask dependency
 
 
@@ -193,20 +194,21 @@ def _denoise_block(job: BlockJob, data: np.ndarray, origin: tuple[int, int], can
     model = global_grid_model(cached_model(job.model_path, job.model_sha256), origin, job.full_size)
     options = dict(
         tile_size=job.tile_size, overlap=job.overlap, batch_size=job.batch_size,
-        device=worker_device(job.device), precision=job.precision, cancel=cancel,
+        device=worker_device(job.device), precision=job.precision, cancel=cancel, output_dtype=job.output_dtype,
     )
+    dtype = np.dtype(job.output_dtype)
     if not job.per_channel:
         group = job.groups[0]
         if group.is_constant:
-            return data.copy()
+            return data.astype(dtype)  # nothing to denoise: copied, like denoise() does
         return denoise(data, model, axes=job.axes, rgb=job.rgb, intensity_range=(group.low, group.high), **options)
-    result = np.empty_like(data)
+    result = np.empty(data.shape, dtype)
     plane_axes = job.axes.replace(job.axes[job.channel_axis], "")
     for group in job.groups:
         (channel,) = group.channels
         index = tuple(channel if a == job.channel_axis else slice(None) for a in range(data.ndim))
         if group.is_constant:
-            result[index] = data[index]
+            result[index] = data[index].astype(dtype)
         else:
             value_range = (group.low, group.high)
             result[index] = denoise(data[index], model, axes=plane_axes, intensity_range=value_range, **options)
