@@ -357,6 +357,8 @@ def denoise_zarr(
     """
     from ..inference.axes import guess_axes, parse_axes
 
+    if device is not None and not isinstance(device, str) and hasattr(device, "type"):
+        device = str(device)  # a torch.device: workers get its name
     _check_options(tile_size, overlap, batch_size, precision, device, block_size, halo)
     out_dtype = _output_dtype(output_dtype)
     if not _whole(retries, 0):
