@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DenoiseCancelled
+from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from .blocks import ALIGN, BlockPlan, plan_blocks, round_up
 from .store import (
     InputSource, JobState, create_output, downsample_level, mark_complete, open_input, open_output, read_completion,
@@ -289,8 +290,8 @@ def denoise_zarr(
     *,
     scheduler=None,
     axes: str | None = None,
-    tile_size: int | None = 1024,
-    overlap: int = 256,
+    tile_size: int | None = DEFAULT_TILE_SIZE,
+    overlap: int = DEFAULT_OVERLAP,
     device: str | None = None,
     precision: str = "auto",
     batch_size: int | None = None,
