@@ -169,3 +169,42 @@ def test_missing_data_is_reported(tmp_path):
 
     assert main(["gaussian15", "--random-encoder", "--out", str(tmp_path / "r")]) == 2  # no --data
     assert main(["gaussian15", "--random-encoder", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_patch_sampler_kinds(tmp_path, image_folder):
+    from src_training.config import load_config
+    from src_training.data import PatchSampler, pad_to
+
+    ct = tmp_path / "ct"
+    ct.mkdir()
+    slice_ = np.linspace(0.1, 0.6, 40 * 40, dtype=np.float32).reshape(40, 40)
+    np.save(ct / "L067_001_target.npy", slice_)
+    np.save(ct / "L067_001_input.npy", slice_ + 1)
+    np.save(ct / "L506_001_target.npy", slice_ + 2)  # held-out patient
+    config = load_config("ldct", [("data.train", str(ct)), ("data.crop_size", 32), ("data.batch_size", 64)])
+    sampler = PatchSampler(config, seed=0)
+    assert [p.name for p in sampler.files] == ["L067_001_target.npy"]
+    clean, noisy = sampler.next_batch()
+    assert clean.shape == noisy.shape == (64, 1, 32, 32) and clean.dtype == noisy.dtype == np.float32
+    assert clean.min() >= 0.1 - 1e-6 and clean.max() <= 0.6 + 1e-6
+    assert (noisy - clean).std() == pytest.approx(5 / 255, rel=0.05)
+
+    config = load_config("gaussian15", [("data.train", str(image_folder)), ("data.crop_size", 32),
+                                        ("data.batch_size", 8), ("noise.kind", "poisson_gaussian"),
+                                        ("noise.peak", 30.0), ("noise.sigma", [0.0, 5.0])])
+    sampler = PatchSampler(config, seed=1)
+    clean, noisy = sampler.next_batch()
+    assert clean.shape == (8, 3, 32, 32) and np.abs(noisy - clean).mean() > 0.02
+    # same seed, same batches; the sampler's state restores the stream
+    again = PatchSampler(config, seed=1)
+    state = again.state_dict()
+    np.testing.assert_array_equal(again.next_batch()[0], clean)
+    again.load_state_dict(state)
+    np.testing.assert_array_equal(again.next_batch()[1], noisy)
+    # a grayscale file becomes 3 equal channels for an RGB model
+    gray = PatchSampler(load_config("gaussian15", [("data.train", str(image_folder)), ("data.crop_size", 32),
+                                                   ("data.pattern", "camera*")]), seed=0)
+    patch = gray.sample()[0]
+    np.testing.assert_array_equal(patch[0], patch[2])
+    small = pad_to(np.arange(6, dtype=np.float32).reshape(2, 3, 1), 8)
+    assert small.shape == (8, 8, 1) and set(np.unique(small)) == set(range(6))
