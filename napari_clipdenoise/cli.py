@@ -200,9 +200,6 @@ def command_denoise(args) -> int:
     if args.scheduler:
         from .io.distributed_bridge import load_engine
 
-        if args.intensity_range != "auto":
-            raise CommandError("--intensity-range is not supported with --scheduler (the dask engine uses 'auto')")
-
         try:
             load_engine()
         except RuntimeError as exc:

@@ -141,6 +141,8 @@ def test_scheduler_hands_zarr_inputs_to_denoise_zarr(tmp_path, rgb_checkpoint, m
         "device": "auto",  # as given: each worker resolves it for its own hardware
         "precision": "fp32",
         "batch_size": None,
+        "intensity_range": "auto",
+        "output_dtype": None,
         "progress": options["progress"],
     }
     # a rerun is handed over again (the engine resumes unfinished blocks), --overwrite and --axes are passed on
@@ -208,6 +210,16 @@ def test_scheduler_sync_runs_the_real_dask_engine(tmp_path, rgb_checkpoint, caps
     assert record["status"] == "done" and record["output_shape"] == [2, 32, 48]
     assert record["notes"][-1].startswith("blocks done 0, skipped ")  # the rerun found every block finished
 
+    # --output-dtype and --intensity-range reach the dask engine too
+    other = tmp_path / "float"
+    torch.set_num_threads(1)
+    try:
+        assert main([*argv, "-o", str(other), "--output-dtype", "float32", "--intensity-range=0,4000"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    as_float = zarr.open_array(other / "v_denoised.zarr", mode="r")
+    assert as_float.dtype == np.float32 and as_float.shape == (2, 32, 48)
+
 
 def test_intensity_range_reaches_the_core_and_the_provenance(png_input, installed_gaussian15, capsys):
     from napari_clipdenoise.io.formats import read_provenance
@@ -224,5 +236,3 @@ def test_intensity_range_reaches_the_core_and_the_provenance(png_input, installe
     import imageio.v3 as iio
 
     assert np.any(iio.imread(other / "image_denoised.png") != iio.imread(png_input.with_name("image_denoised.png")))
-    assert main(["denoise", str(png_input), "--intensity-range", "dtype", "--scheduler", "sync"]) == 2
-    assert "not supported with --scheduler" in capsys.readouterr().err

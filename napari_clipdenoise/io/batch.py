@@ -111,6 +111,8 @@ def _delegate(job: Job, settings: DenoiseSettings, progress, record: FileRecord,
         "device": requested.get("device", settings.device),
         "precision": requested.get("precision", settings.precision),
         "batch_size": requested.get("batch_size", settings.batch_size),
+        "intensity_range": settings.intensity_range,
+        "output_dtype": settings.output_dtype,
     }
     try:
         result = denoise_zarr_distributed(job.input, job.output, settings, options, progress.tiles_done)
