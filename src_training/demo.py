@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             "--random-encoder", "--encoder-bn", "frozen", "--threads", str(args.threads), "--iterations", str(args.iterations), "--batch-size", str(args.batch_size),
             "--crop-size", str(args.crop_size), "--max-minutes", str(args.minutes), "--val-every", "50",
             "--log-every", "10", "--checkpoint-every", "0", "--set", "schedule.scale_to_iterations=true",
-            "--set", "output.val_max_size=256",
+            "--set", "output.val_max_size=256", "--set", "output.val_sigma=15",
         ])
         if code != 0:
             return code
