@@ -10,6 +10,10 @@ Entry points
     paper's out-of-distribution noise grid.
 ``python -m src_training.synth_srgb``
     Offline synthesis of (noisy, clean) sRGB pairs with a CBDNet-style camera pipeline.
+``python -m src_training.demo``
+    A CPU demonstration on scikit-image's bundled images (random encoder: not the paper's model).
+
+See docs/training.md.
 
 Importing this package imports nothing heavy; torch is imported by the modules that need it.
 """
