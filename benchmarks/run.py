@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 FLOP_PER_PIXEL = 636e3  # METHOD.md section 6
-SECTIONS = ("network", "throughput", "stack", "memory", "quality", "classical")
+SECTIONS = ("network", "throughput", "ratio", "stack", "memory", "quality", "classical")
 
 
 # --------------------------------------------------------------------------- machine
@@ -221,6 +221,31 @@ def child_denoise(spec: dict) -> dict:
     return result
 
 
+def child_ratio(spec: dict) -> dict:
+    """Default path against fp32, end to end, runs alternating in one process (fair under changing load)."""
+    import numpy as np
+
+    from napari_clipdenoise import denoise
+    from napari_clipdenoise.inference.device import resolve_device, resolve_precision
+    from napari_clipdenoise.model.registry import DenoisingModel
+    from napari_clipdenoise.model.testing import random_network
+
+    image = _test_image("rgb8", spec["size"], spec["size"])
+    model = DenoisingModel(random_network(3), "random")
+    default = resolve_precision("auto", resolve_device(spec.get("device")))
+    times: dict = {"fp32": [], "auto": []}
+    for run in range(spec["repeats"] + 1):
+        for precision in ("fp32", "auto"):
+            start = time.perf_counter()
+            denoise(image, model, precision=precision, device=spec.get("device"))
+            if run:  # the first round is a warm-up
+                times[precision].append(time.perf_counter() - start)
+    ratios = [a / b for a, b in zip(times["fp32"], times["auto"])]
+    return dict(default_precision=default, fp32_runs=times["fp32"], auto_runs=times["auto"], ratios=ratios,
+                median_ratio=float(np.median(ratios)), fp32_seconds=statistics.median(times["fp32"]),
+                auto_seconds=statistics.median(times["auto"]))
+
+
 def child_quality(spec: dict) -> dict:
     """PSNR of each fast path against the fp32 whole-image output on a noisy real photograph."""
     import numpy as np
@@ -239,12 +264,15 @@ def child_quality(spec: dict) -> dict:
         mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
         return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
 
+    # tile 256 / overlap 128 is compared with fp32 at the same tiling, to isolate the precision
+    # (random weights make tiles differ from the whole image far more than trained ones would)
+    reference_tiled = denoise(noisy, model, tile_size=256, overlap=128, precision="fp32")
     rows = []
     for precision in spec["precisions"]:
-        for tile in (None, 256):
+        for tile, ref in ((None, reference), (256, reference_tiled)):
             out = denoise(noisy, model, tile_size=tile, overlap=128 if tile else 256, precision=precision)
-            rows.append(dict(input="float32 [0,1]", precision=precision, tile=tile, psnr_db=psnr(out, reference),
-                             max_abs=float(np.abs(out - reference).max())))
+            rows.append(dict(input="float32 [0,1]", precision=precision, tile=tile, psnr_db=psnr(out, ref),
+                             max_abs=float(np.abs(out - ref).max())))
     noisy8 = (noisy * 255).round().astype(np.uint8)
     reference8 = denoise(noisy8, model, tile_size=None, precision="fp32")
     out8 = denoise(noisy8, model)
@@ -273,6 +301,14 @@ def child_classical(spec: dict) -> dict:
         methods["bm3d (pip bm3d)"] = lambda: bm3d.bm3d(noisy, sigma_psd=sigma)
     except ImportError:
         pass
+    from napari_clipdenoise import denoise
+    from napari_clipdenoise.model.registry import DenoisingModel
+    from napari_clipdenoise.model.testing import random_network
+
+    noisy8 = (noisy * 255).round().astype(np.uint8)
+    model = DenoisingModel(random_network(3), "random RGB model (like gaussian15)")
+    denoise(noisy8, model)  # warm-up
+    methods["napari-clipdenoise default (random weights)"] = lambda: denoise(noisy8, model)
     rows = []
     for name, run in methods.items():
         times = []
@@ -284,7 +320,8 @@ def child_classical(spec: dict) -> dict:
     return dict(rows=rows, image="skimage camera 512x512, gaussian sigma 15/255")
 
 
-CHILDREN = {"network": child_network, "denoise": child_denoise, "quality": child_quality, "classical": child_classical}
+CHILDREN = {"network": child_network, "denoise": child_denoise, "quality": child_quality, "classical": child_classical,
+            "ratio": child_ratio}
 
 
 def run_child(kind: str, spec: dict, timeout: float = 1800) -> dict:
@@ -310,16 +347,19 @@ def plan_suite(args) -> dict[str, list[tuple[str, dict]]]:
     precisions = args.precisions
     suite: dict[str, list[tuple[str, dict]]] = {}
     suite["network"] = [("network", dict(tile=t, batch=1, precision=p, repeats=r, device=args.device))
-                        for t in args.tiles for p in precisions]
+                        for t in args.tiles for p in precisions if p != "fp16" or t == 512]  # fp16 is slow on CPUs
     suite["network"] += [("network", dict(tile=512, batch=b, precision="auto_", repeats=r, device=args.device))
                          for b in args.batches if b != 1]
     suite["throughput"] = []
     for size in args.sizes:
         big = size >= 2048
-        for p in precisions if size <= args.all_precisions_up_to else ["auto"]:
+        chosen = precisions if size <= args.all_precisions_up_to else (
+            ["fp32", "auto"] if size <= args.fp32_up_to and "fp32" in precisions else ["auto"])
+        for p in chosen:
             suite["throughput"].append(("denoise", dict(height=size, width=size, kind="rgb8", precision=p,
                                                         repeats=1 if big else r, no_warmup=big, device=args.device)))
-    suite["stack"] = [("denoise", dict(height=512, width=512, planes=args.stack_planes, kind="gray16",
+    suite["ratio"] = [("ratio", dict(size=s, repeats=r, device=args.device)) for s in args.sizes if s <= args.fp32_up_to]
+    suite["stack"] = [("denoise", dict(height=args.stack_size, width=args.stack_size, planes=args.stack_planes, kind="gray16",
                                        precision="auto", repeats=1, device=args.device))]
     suite["memory"] = [("denoise", dict(height=s, width=s, kind="gray16", stub=True, repeats=1, no_warmup=True,
                                         device=args.device)) for s in args.memory_sizes]
@@ -362,6 +402,10 @@ def print_table(section: str, rows: list[dict], header: bool = True) -> None:
                 text += f" net {row['network_seconds']:7.2f} s overhead {100 * row['overhead_fraction']:5.1f}%"
             text += f"  peak RSS {row['peak_rss_mb']:7.0f} MB (before {row['rss_before_mb']:.0f})  load {load}"
             print(text)
+        elif section == "ratio":
+            print(f"  {spec['size']}^2 rgb8, alternating: fp32 {row['fp32_seconds']:.2f} s, default "
+                  f"({row['default_precision']}) {row['auto_seconds']:.2f} s, ratio per pair "
+                  f"{', '.join(f'{v:.2f}' for v in row['ratios'])} (median {row['median_ratio']:.2f})  load {load}")
         elif section == "quality":
             for q in row["rows"]:
                 print(f"  {q['input']:>14} {q['precision']:>5} tile {str(q['tile']):>5}: PSNR vs fp32 whole "
@@ -378,14 +422,18 @@ def main(argv=None) -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "fp16"])
-    parser.add_argument("--all-precisions-up-to", type=int, default=1024,
-                        help="end-to-end runs at every precision up to this size, 'auto' only above")
+    parser.add_argument("--all-precisions-up-to", type=int, default=512,
+                        help="end-to-end runs at every precision up to this size")
+    parser.add_argument("--fp32-up-to", type=int, default=1024,
+                        help="end-to-end runs at fp32 and 'auto' up to this size, 'auto' only above")
     parser.add_argument("--tiles", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--stack-planes", type=int, default=8)
-    parser.add_argument("--memory-sizes", type=int, nargs="+", default=[2048, 4096, 8192],
+    parser.add_argument("--stack-size", type=int, default=512,
+                        help="plane edge of the uint16 stack (the H100 target uses --stack-planes 16 --stack-size 2048)")
+    parser.add_argument("--memory-sizes", type=int, nargs="*", default=[2048, 4096, 8192],
                         help="sizes for the pipeline-memory runs with a stand-in 2-layer network")
-    parser.add_argument("--memory-real-sizes", type=int, nargs="+", default=[2048],
+    parser.add_argument("--memory-real-sizes", type=int, nargs="*", default=[2048],
                         help="sizes for peak RSS with the real network (4096 comes from the throughput section)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
@@ -398,7 +446,7 @@ def main(argv=None) -> None:
     if args.quick:
         args.sizes, args.tiles, args.repeats = [512, 1024], [256, 512], 2
         args.memory_sizes, args.memory_real_sizes, args.stack_planes = [1024, 2048], [], 4
-        args.all_precisions_up_to = 512
+        args.all_precisions_up_to = args.fp32_up_to = 512
     results = {"machine": machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "load_at_start": os.getloadavg(), "weights": "seeded random (random_network); speed only",
                "flop_per_pixel": FLOP_PER_PIXEL, "args": vars(args), "sections": {}}
