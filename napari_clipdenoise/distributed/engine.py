@@ -16,7 +16,6 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -188,16 +187,6 @@ def _local_worker_count(scheduler: str) -> int:
     return int(text)
 
 
-def _cancel_check(cancel) -> Callable[[], bool]:
-    if cancel is None:
-        return lambda: False
-    if hasattr(cancel, "is_set"):
-        return cancel.is_set
-    if callable(cancel):
-        return cancel
-    raise TypeError(f"cancel must be a callable or an Event-like object, got {type(cancel).__name__}")
-
-
 def _progress_caller(progress):
     """Call ``progress(done, total)``, or ``progress(done, total, stats)`` when it takes three arguments."""
     if progress is None:
@@ -364,7 +353,9 @@ def denoise_zarr(
     out_dtype = _output_dtype(output_dtype)
     if not _whole(retries, 0):
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
-    should_stop = _cancel_check(cancel)
+    from ..inference.tiling import as_cancel_check
+
+    should_stop = as_cancel_check(cancel)
     report_progress = _progress_caller(progress)
     source = open_input(input)
     output = Path(output_path).expanduser().resolve()

@@ -32,7 +32,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from ..baselines import CLASSICAL_METHODS, available_methods
 from ..model.registry import REGISTRY, install_hint, installed_models
 from ..noise import NOISE_MODELS
@@ -44,7 +43,8 @@ from ._model_combo import CHECKPOINT_FILTER
 from ._plot import LinePlot
 from ._table import ResultsTable
 from ._worker import JobOutcome, Progress, if_alive
-from .denoise import DEVICES, ERROR_STYLE, PRECISIONS
+from ._inference_options import InferenceOptions
+from .denoise import ERROR_STYLE
 
 LAYER_PREFIX = "[compare] "
 MODE_REFERENCE = "Add noise to a clean reference"
@@ -135,35 +135,11 @@ class CompareWidget(QWidget):
         self.refresh_methods_button.setText("↻")
         self.refresh_methods_button.setToolTip("Re-read the model cache (after installing a model)")
 
-        self.advanced_toggle = QToolButton(self)
-        self.advanced_toggle.setText("CLIP tiling and device")
-        self.advanced_toggle.setCheckable(True)
-        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.advanced_toggle.setStyleSheet("QToolButton { border: none; }")
-        self.advanced = QWidget(self)
-        self.tile_size = QSpinBox(self.advanced)
-        self.tile_size.setRange(0, 8192)
-        self.tile_size.setSingleStep(16)
-        self.tile_size.setValue(DEFAULT_TILE_SIZE)
-        self.tile_size.setSpecialValueText("whole image")
-        self.tile_size.setSuffix(" px")
-        self.overlap = QSpinBox(self.advanced)
-        self.overlap.setRange(0, 4096)
-        self.overlap.setSingleStep(16)
-        self.overlap.setValue(DEFAULT_OVERLAP)
-        self.overlap.setSuffix(" px")
-        self.device = QComboBox(self.advanced)
-        self.device.addItems(DEVICES)
-        self.precision = QComboBox(self.advanced)
-        self.precision.addItems(PRECISIONS)
-        advanced_form = QFormLayout(self.advanced)
-        advanced_form.setContentsMargins(12, 0, 0, 0)
-        advanced_form.addRow("Tile size", self.tile_size)
-        advanced_form.addRow("Overlap", self.overlap)
-        advanced_form.addRow("Device", self.device)
-        advanced_form.addRow("Precision", self.precision)
-        self.advanced.setVisible(False)
+        options = InferenceOptions(self, "CLIP tiling and device", "whole image")
+        self.advanced_toggle, self.advanced = options.toggle, options.panel
+        self.tile_size, self.overlap = options.tile_size, options.overlap
+        self.device, self.precision = options.device, options.precision
+        self._options = options
 
         self.run_button = QPushButton("Compare", self)
         self.cancel_button = QPushButton("Cancel", self)
@@ -222,7 +198,6 @@ class CompareWidget(QWidget):
         self.noise.currentTextChanged.connect(self._on_noise_changed)
         self.add_checkpoint_button.clicked.connect(self._on_add_checkpoint)
         self.refresh_methods_button.clicked.connect(self.refresh_methods)
-        self.advanced_toggle.toggled.connect(self._on_advanced_toggled)
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
         self.grid_button.toggled.connect(self._on_grid_toggled)
@@ -320,15 +295,11 @@ class CompareWidget(QWidget):
         methods = self.selected_methods()
         if not methods:
             raise ValueError("tick at least one method to compare")
-        tile = self.tile_size.value() or None
-        if tile is not None and tile % 16:
-            raise ValueError(f"tile size must be a multiple of 16, got {tile}")
-        if tile is not None and self.overlap.value() >= tile:
-            raise ValueError(f"overlap ({self.overlap.value()} px) must be smaller than the tile size ({tile} px)")
+        tile, overlap = self._options.tiling()
         levels = parse_levels(self.levels.text()) if self.reference_mode else ()
         return CompareSettings(
             methods=methods, noise=self.noise.currentText(), levels=levels, seed=self.seed.value(), rgb=rgb,
-            tile_size=tile, overlap=self.overlap.value(), device=self.device.currentText(),
+            tile_size=tile, overlap=overlap, device=self.device.currentText(),
             precision=self.precision.currentText(),
         )
 
@@ -343,10 +314,6 @@ class CompareWidget(QWidget):
         levels, unit = LEVELS.get(kind, ("", ""))
         self.levels.setText(levels)
         self.level_unit.setText(f"level = {unit}")
-
-    def _on_advanced_toggled(self, shown: bool) -> None:
-        self.advanced.setVisible(shown)
-        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
     def _on_add_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Add a CLIP denoiser checkpoint", "", CHECKPOINT_FILTER)

@@ -17,20 +17,19 @@ from typing import Any, Generator
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+from ._inference_options import InferenceOptions
 from ..errors import DenoiseCancelled, ModelNotInstalledError
 from ..inference.axes import parse_axes
 from . import _large, _layers
@@ -45,8 +44,6 @@ PREVIEW_SUFFIX = "_denoised_preview"
 RESIDUAL_SUFFIX = "_residual"
 RESIDUAL_PREVIEW_SUFFIX = "_residual_preview"
 OUTPUT_SUFFIXES = (DENOISED_SUFFIX, PREVIEW_SUFFIX, RESIDUAL_SUFFIX, RESIDUAL_PREVIEW_SUFFIX)
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ERROR_STYLE = "color: #ff6b6b;"
 HINT_STYLE = "color: #ffb347;"
 
@@ -142,32 +139,11 @@ class DenoiseWidget(QWidget):
         self.axes_note.setWordWrap(True)
         self.residual_check = QCheckBox("Add residual layer (input − denoised)", self)
 
-        self.advanced_toggle = QToolButton(self)
-        self.advanced_toggle.setText("Advanced")
-        self.advanced_toggle.setCheckable(True)
-        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.advanced_toggle.setStyleSheet("QToolButton { border: none; }")
-        self.advanced = QWidget(self)
-        self.tile_size = QSpinBox(self.advanced)
-        self.tile_size.setRange(0, 8192)
-        self.tile_size.setSingleStep(16)
-        self.tile_size.setValue(DEFAULT_TILE_SIZE)
-        self.tile_size.setSpecialValueText("whole plane")
-        self.tile_size.setSuffix(" px")
-        self.tile_size.setToolTip("Tile edge in pixels (multiple of 16); 0 = each plane in one pass")
-        self.overlap = QSpinBox(self.advanced)
-        self.overlap.setRange(0, 4096)
-        self.overlap.setSingleStep(16)
-        self.overlap.setValue(DEFAULT_OVERLAP)
-        self.overlap.setSuffix(" px")
-        self.overlap.setToolTip("Pixels shared by neighbouring tiles, blended to hide seams")
-        self.device = QComboBox(self.advanced)
-        self.device.addItems(DEVICES)
-        self.device.setToolTip("auto: CUDA GPU, else Apple MPS, else CPU")
-        self.precision = QComboBox(self.advanced)
-        self.precision.addItems(PRECISIONS)
-        self.precision.setToolTip("auto: bf16 where the hardware runs it natively, else fp32")
+        options = InferenceOptions(self, "Advanced", "whole plane")
+        self.advanced_toggle, self.advanced = options.toggle, options.panel
+        self.tile_size, self.overlap = options.tile_size, options.overlap
+        self.device, self.precision = options.device, options.precision
+        self._options = options
         self.large_output = QLineEdit(self.advanced)
         self.large_output.setPlaceholderText("a temporary folder")
         self.large_output.setToolTip(
@@ -175,14 +151,7 @@ class DenoiseWidget(QWidget):
             " into <folder>/<layer>_denoised.zarr and opened lazily. In a folder you choose, an interrupted run"
             " resumes where it stopped."
         )
-        advanced_form = QFormLayout(self.advanced)
-        advanced_form.setContentsMargins(12, 0, 0, 0)
-        advanced_form.addRow("Tile size", self.tile_size)
-        advanced_form.addRow("Overlap", self.overlap)
-        advanced_form.addRow("Device", self.device)
-        advanced_form.addRow("Precision", self.precision)
-        advanced_form.addRow("Large layers to", self.large_output)
-        self.advanced.setVisible(False)
+        options.form.addRow("Large layers to", self.large_output)
 
         self.run_button = QPushButton("Denoise", self)
         self.run_button.setToolTip("Denoise the whole layer into <layer>_denoised")
@@ -225,7 +194,6 @@ class DenoiseWidget(QWidget):
         self.model_combo.source_changed.connect(self._on_model_changed)
         self.refresh_models.clicked.connect(self._on_refresh_models)
         self.axes_edit.textEdited.connect(self._on_axes_edited)
-        self.advanced_toggle.toggled.connect(self._on_advanced_toggled)
         self.run_button.clicked.connect(lambda: self.run())
         self.preview_button.clicked.connect(lambda: self.run(preview=True))
         self.cancel_button.clicked.connect(self.cancel)
@@ -238,21 +206,12 @@ class DenoiseWidget(QWidget):
     def settings(self) -> DenoiseSettings:
         """The current options; raises ValueError naming the problem if the axes do not fit the layer."""
         axes = self._validate_axes()
-        tile = self.tile_size.value() or None
-        if tile is not None and tile % 16:
-            raise ValueError(f"tile size must be a multiple of 16, got {tile}")
-        overlap = self.overlap.value()
-        if tile is not None and overlap >= tile:
-            raise ValueError(f"overlap ({overlap} px) must be smaller than the tile size ({tile} px)")
+        tile, overlap = self._options.tiling()
         return DenoiseSettings(axes, tile, overlap, self.device.currentText(), self.precision.currentText())
 
     def set_checkpoint(self, path: str | os.PathLike) -> None:
         """Select a checkpoint file as the model (what "Load checkpoint…" does after its dialog)."""
         self.model_combo.add_checkpoint(path)
-
-    def _on_advanced_toggled(self, shown: bool) -> None:
-        self.advanced.setVisible(shown)
-        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
     def _on_refresh_models(self) -> None:
         self.model_combo.refresh()

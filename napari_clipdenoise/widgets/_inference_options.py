@@ -1,0 +1,68 @@
+"""The collapsible "tile size, overlap, device, precision" section both widgets share."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox, QFormLayout, QSpinBox, QToolButton, QWidget
+
+from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class InferenceOptions:
+    """A toggle button and the panel it shows: the core's tiling and device options.
+
+    ``toggle`` and ``panel`` are added to the owner's layout; ``form`` takes extra rows.
+    """
+
+    def __init__(self, parent: QWidget, title: str, whole_text: str):
+        self.toggle = QToolButton(parent)
+        self.toggle.setText(title)
+        self.toggle.setCheckable(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.toggle.setStyleSheet("QToolButton { border: none; }")
+        self.panel = QWidget(parent)
+        self.tile_size = QSpinBox(self.panel)
+        self.tile_size.setRange(0, 8192)
+        self.tile_size.setSingleStep(16)
+        self.tile_size.setValue(DEFAULT_TILE_SIZE)
+        self.tile_size.setSpecialValueText(whole_text)
+        self.tile_size.setSuffix(" px")
+        self.tile_size.setToolTip(f"Tile edge in pixels (multiple of 16); 0 = {whole_text} in one pass")
+        self.overlap = QSpinBox(self.panel)
+        self.overlap.setRange(0, 4096)
+        self.overlap.setSingleStep(16)
+        self.overlap.setValue(DEFAULT_OVERLAP)
+        self.overlap.setSuffix(" px")
+        self.overlap.setToolTip("Pixels shared by neighbouring tiles, blended to hide seams")
+        self.device = QComboBox(self.panel)
+        self.device.addItems(DEVICES)
+        self.device.setToolTip("auto: CUDA GPU, else Apple MPS, else CPU")
+        self.precision = QComboBox(self.panel)
+        self.precision.addItems(PRECISIONS)
+        self.precision.setToolTip("auto: bf16 where the hardware runs it natively, else fp32")
+        self.form = QFormLayout(self.panel)
+        self.form.setContentsMargins(12, 0, 0, 0)
+        self.form.addRow("Tile size", self.tile_size)
+        self.form.addRow("Overlap", self.overlap)
+        self.form.addRow("Device", self.device)
+        self.form.addRow("Precision", self.precision)
+        self.panel.setVisible(False)
+        self.toggle.toggled.connect(self._on_toggled)
+
+    def _on_toggled(self, shown: bool) -> None:
+        self.panel.setVisible(shown)
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
+    def tiling(self) -> tuple[int | None, int]:
+        """(tile_size or None for one pass, overlap); ValueError when the overlap does not fit the tile."""
+        tile = self.tile_size.value() or None
+        if tile is not None and tile % 16:
+            raise ValueError(f"tile size must be a multiple of 16, got {tile}")
+        overlap = self.overlap.value()
+        if tile is not None and overlap >= tile:
+            raise ValueError(f"overlap ({overlap} px) must be smaller than the tile size ({tile} px)")
+        return tile, overlap
