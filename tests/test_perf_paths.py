@@ -161,3 +161,11 @@ def test_fast_upsampling_keeps_the_whole_image_grid_for_tiles():
         untiled = network(x)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     assert (expected - untiled).abs().max() > 1e-3, "the geometry really changes the sampling grid"
+
+
+def test_prepared_copies_for_several_precisions_are_kept():
+    network = random_network(1, seed=5)
+    cpu = torch.device("cpu")
+    bf16, fp32 = prepared_network(network, cpu, "bf16", True), prepared_network(network, cpu, "fp32", True)
+    assert prepared_network(network, cpu, "bf16", True) is bf16
+    assert prepared_network(network, cpu, "fp32", True) is fp32

@@ -213,6 +213,7 @@ def prepare_network(network: torch.nn.Module, device: torch.device, precision: s
     return InferenceNetwork(prepared, precision).eval()
 
 
+_MAX_PREPARED_PER_NETWORK = 3  # e.g. bf16 and fp32 on the CPU and one GPU copy
 _PREPARED: "weakref.WeakKeyDictionary" = None  # network -> {(device, precision, channels_last): (signature, prepared)}
 
 
@@ -234,6 +235,9 @@ def prepared_network(network: torch.nn.Module, device: torch.device, precision: 
     if cached is not None and cached[0] == signature:
         return cached[1]
     prepared = prepare_network(network, device, precision, channels_last)
-    entries.clear()  # keep one prepared copy per network
+    for stale in [k for k, (sig, _) in entries.items() if sig != signature]:
+        del entries[stale]
+    while len(entries) >= _MAX_PREPARED_PER_NETWORK:  # oldest first
+        del entries[next(iter(entries))]
     entries[key] = (signature, prepared)
     return prepared
