@@ -169,3 +169,15 @@ def test_prepared_copies_for_several_precisions_are_kept():
     bf16, fp32 = prepared_network(network, cpu, "bf16", True), prepared_network(network, cpu, "fp32", True)
     assert prepared_network(network, cpu, "bf16", True) is bf16
     assert prepared_network(network, cpu, "fp32", True) is fp32
+
+
+def test_denoising_in_place_into_the_input_gives_the_same_result():
+    """Rows are written while later tiles are still read: they only read rows below the finished ones."""
+    image = np.random.default_rng(1).integers(0, 60000, (2, 203, 150), dtype=np.uint16)
+    model = DenoisingModel(_TinyNet().eval(), "tiny")
+    options = dict(axes="ZYX", tile_size=64, overlap=16, precision="fp32", intensity_range=(0, 60000))
+    expected = denoise(image, model, **options)
+    in_place = image.copy()
+    returned = denoise(in_place, model, out=in_place, **options)
+    assert returned is in_place
+    np.testing.assert_array_equal(in_place, expected)
