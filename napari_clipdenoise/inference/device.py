@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import weakref
 
 import torch
 
@@ -107,68 +108,6 @@ def fold_batch_norms(network: torch.nn.Module) -> int:
     return folded
 
 
-def _gather(item: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
-    """``item.index_select(dim, index)`` for dim 2 (H) or 3 (W), by advanced indexing on the NHWC view.
-
-    ``index_select`` along W is very slow on CPU (10 s for a 64 x 1024 x 512 bf16
-    map here, against 0.18 s for advanced indexing on the NHWC view, which copies
-    whole pixel vectors).
-    """
-    if item.is_contiguous(memory_format=torch.channels_last) and item.shape[1] > 1:
-        nhwc = item.permute(0, 2, 3, 1)
-        return (nhwc[:, index] if dim == 2 else nhwc[:, :, index]).permute(0, 3, 1, 2)
-    return item[:, :, index] if dim == 2 else item[:, :, :, index]
-
-
-def upsample_aligned_fast(x: torch.Tensor, geometry, factor: int) -> torch.Tensor:
-    """Same sampling grid as ``model.network._upsample_aligned`` (the whole image's), computed faster.
-
-    Gathers on the NHWC view and blends with one ``torch.lerp`` instead of three
-    elementwise passes: 8x faster for a 64-channel bf16 map (one rounding
-    instead of three, so bf16 results differ from the reference by ~1 ulp;
-    fp32 results agree to 1e-6).
-    """
-    if geometry is None:
-        return torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-    outputs = []
-    for item, origin in zip(x.split(1), geometry.origins):
-        for axis, dim in ((0, 2), (1, 3)):
-            n_in = item.shape[dim]
-            n_out_global = geometry.full_size[axis] // factor
-            n_in_global = n_out_global // 2
-            offset_out = origin[axis] // factor
-            scale = (n_in_global - 1) / (n_out_global - 1) if n_out_global > 1 else 0.0
-            position = torch.arange(2 * n_in, dtype=torch.float64, device=x.device)
-            coord = ((offset_out + position) * scale - offset_out // 2).clamp(0, n_in - 1)
-            low = coord.floor().long()
-            high = (low + 1).clamp(max=n_in - 1)
-            shape = [1, 1, 1, 1]
-            shape[dim] = -1
-            weight = (coord - low).to(item.dtype).view(shape)
-            item = torch.lerp(_gather(item, dim, low), _gather(item, dim, high), weight)
-        outputs.append(item)
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
-
-
-def _use_fast_upsampling(network: torch.nn.Module) -> int:
-    """Switch the decoder blocks of a (copied) CLIPDenoiser to :func:`upsample_aligned_fast`; returns how many."""
-    from ..model.network import DecoderBlock
-
-    class FastDecoderBlock(DecoderBlock):
-        def forward(self, x, skip=None, geometry=None):
-            if self.upsample:
-                x = upsample_aligned_fast(x, geometry, self.factor)
-                x = torch.cat([x, skip], dim=1)
-            return self.conv_block(x)
-
-    switched = 0
-    for module in network.modules():
-        if type(module) is DecoderBlock:
-            module.__class__ = FastDecoderBlock
-            switched += 1
-    return switched
-
-
 class InferenceNetwork(torch.nn.Module):
     """A network prepared for inference: BN folded, weights in the compute dtype.
 
@@ -197,15 +136,12 @@ def prepare_network(network: torch.nn.Module, device: torch.device, precision: s
     Measured on the 2-core Xeon (AMX-BF16) used for BENCHMARKS.md, 512 x 512 RGB,
     random weights: BN folding + bf16 weights + channels_last is faster than bf16
     autocast on the unfolded network and brings its output closer to fp32
-    (PSNR against fp32 41.2 -> 44.5 dB on a noisy astronaut crop). Tiled passes use
-    :func:`upsample_aligned_fast` (the reference gather took about half the bf16
-    network time per tile).
+    (PSNR against fp32 41.2 -> 44.5 dB on a noisy astronaut crop).
     """
     import copy
 
     prepared = copy.deepcopy(network).eval()
     fold_batch_norms(prepared)
-    _use_fast_upsampling(prepared)
     prepared = prepared.to(device=device, dtype=_DTYPES[precision])
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
@@ -223,7 +159,6 @@ def prepared_network(network: torch.nn.Module, device: torch.device, precision: 
     The cache entry is rebuilt when any parameter or buffer of ``network`` has
     been replaced or modified in place since it was made.
     """
-    import weakref
 
     global _PREPARED
     if _PREPARED is None:

@@ -131,10 +131,24 @@ class TileGeometry:
     full_size: tuple[int, int]  # (H, W) of the whole padded image
 
 
+def _gather(item: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """``item.index_select(dim, index)`` for dim 2 (H) or 3 (W).
+
+    On channels-last tensors this indexes the NHWC view, copying whole pixel
+    vectors: ``index_select`` along W took 10 s for a 64 x 1024 x 512 bf16 map on
+    the benchmark CPU, advanced indexing on the NHWC view 0.18 s.
+    """
+    if item.is_contiguous(memory_format=torch.channels_last) and item.shape[1] > 1:
+        nhwc = item.permute(0, 2, 3, 1)
+        return (nhwc[:, index] if dim == 2 else nhwc[:, :, index]).permute(0, 3, 1, 2)
+    return item[:, :, index] if dim == 2 else item[:, :, :, index]
+
+
 def _upsample_aligned(x: torch.Tensor, geometry: TileGeometry | None, factor: int) -> torch.Tensor:
     """Bilinear x2 upsampling with align_corners=True, on the whole image's grid when tiled.
 
     ``factor`` is the output's downsampling factor relative to full resolution.
+    Without ``geometry`` this is exactly ``F.interpolate`` (the reference).
     """
     if geometry is None:
         return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
@@ -153,10 +167,9 @@ def _upsample_aligned(x: torch.Tensor, geometry: TileGeometry | None, factor: in
             shape = [1, 1, 1, 1]
             shape[dim] = -1
             weight = (coord - low).to(item.dtype).view(shape)
-            a, b = item.index_select(dim, low), item.index_select(dim, high)
-            item = a + (b - a) * weight
+            item = torch.lerp(_gather(item, dim, low), _gather(item, dim, high), weight)
         outputs.append(item)
-    return torch.cat(outputs)
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
 class DecoderBlock(nn.Module):
