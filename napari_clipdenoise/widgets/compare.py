@@ -10,7 +10,6 @@ are replaced by the next comparison.
 
 from __future__ import annotations
 
-import functools
 import threading
 
 import numpy as np
@@ -44,7 +43,7 @@ from ._plot import LinePlot
 from ._table import ResultsTable
 from ._worker import JobOutcome, Progress, if_alive
 from ._inference_options import InferenceOptions
-from .denoise import ERROR_STYLE
+from ._job import JobWidgetMixin
 
 LAYER_PREFIX = "[compare] "
 MODE_REFERENCE = "Add noise to a clean reference"
@@ -87,7 +86,7 @@ def parse_levels(text: str) -> tuple[float, ...]:
     return tuple(levels)
 
 
-class CompareWidget(QWidget):
+class CompareWidget(JobWidgetMixin, QWidget):
     """Dock widget: compare denoisers across noise levels (or on real noisy data).
 
     Parameters
@@ -98,12 +97,7 @@ class CompareWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self._worker = None
-        self._cancel: threading.Event | None = None
-        # the running job's cancel event, reachable after this widget's Qt object is gone
-        self._cancel_holder: list = [None]
-        self.destroyed.connect(functools.partial(_cancel_held, self._cancel_holder))
-        self._pbar = None
+        self._init_job_state()
         self._models: dict = {}
         self.results: CompareResults | None = None
         self._build()
@@ -243,10 +237,6 @@ class CompareWidget(QWidget):
             self.methods.addItem(item)
 
     # ----------------------------------------------------------------- options
-    @property
-    def is_running(self) -> bool:
-        return self._worker is not None
-
     @property
     def reference_mode(self) -> bool:
         return self.mode.currentText() == MODE_REFERENCE
@@ -415,11 +405,6 @@ class CompareWidget(QWidget):
         worker.start()
         return worker
 
-    def cancel(self) -> None:
-        if self._cancel is not None:
-            self._cancel.set()
-            self._set_status("Cancelling…")
-
     def _on_progress(self, report: Progress) -> None:
         if report.message:
             self.status.setText(report.message)
@@ -520,40 +505,12 @@ class CompareWidget(QWidget):
         self._update_buttons()
 
     def _on_finished(self) -> None:
-        self._worker = None
-        self._cancel = None
-        self._cancel_holder[0] = None
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        try:
-            self.objectName()
-        except RuntimeError:  # the widget was closed while the job ran
+        if not self._finish_job():
             return
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
         self._update_buttons()
-
-    def _set_status(self, text: str, *, error: bool = False) -> None:
-        self.status.setText(text)
-        self.status.setStyleSheet(ERROR_STYLE if error else "")
-
-    def _show_error(self, message: str) -> None:
-        from napari.utils.notifications import show_error
-
-        self._set_status(message, error=True)
-        show_error(message)
-
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        self.cancel()
-        super().closeEvent(event)
 
 
 def _looks_like_path(source: str) -> bool:
     return "/" in source or "\\" in source or source.endswith((".safetensors", ".pth", ".pt"))
 
 
-def _cancel_held(holder: list, *_) -> None:
-    """Stop a running job when its widget is destroyed (e.g. the viewer was closed mid-run)."""
-    if holder[0] is not None:
-        holder[0].set()

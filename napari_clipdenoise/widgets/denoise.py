@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import functools
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from ._inference_options import InferenceOptions
+from ._job import ERROR_STYLE, JobWidgetMixin
 from ..errors import DenoiseCancelled, ModelNotInstalledError
 from ..inference.axes import parse_axes
 from . import _large, _layers
@@ -44,7 +44,6 @@ PREVIEW_SUFFIX = "_denoised_preview"
 RESIDUAL_SUFFIX = "_residual"
 RESIDUAL_PREVIEW_SUFFIX = "_residual_preview"
 OUTPUT_SUFFIXES = (DENOISED_SUFFIX, PREVIEW_SUFFIX, RESIDUAL_SUFFIX, RESIDUAL_PREVIEW_SUFFIX)
-ERROR_STYLE = "color: #ff6b6b;"
 HINT_STYLE = "color: #ffb347;"
 
 
@@ -94,7 +93,7 @@ def denoise_job(
     return JobOutcome(result, info={"model": model, "seconds": time.perf_counter() - started})
 
 
-class DenoiseWidget(QWidget):
+class DenoiseWidget(JobWidgetMixin, QWidget):
     """Dock widget: denoise an image layer with a CLIP denoiser.
 
     Parameters
@@ -105,12 +104,7 @@ class DenoiseWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self._worker = None
-        self._cancel: threading.Event | None = None
-        # the running job's cancel event, reachable after this widget's Qt object is gone
-        self._cancel_holder: list = [None]
-        self.destroyed.connect(functools.partial(_cancel_held, self._cancel_holder))
-        self._pbar = None
+        self._init_job_state()
         self._model_cache: tuple[Any, Any] | None = None  # (cache key, loaded DenoisingModel)
         self._axes_layer = None
         #: Lazy layers larger than this (bytes) are denoised into a zarr store and opened lazily.
@@ -199,10 +193,6 @@ class DenoiseWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
 
     # ----------------------------------------------------------------- state
-    @property
-    def is_running(self) -> bool:
-        return self._worker is not None
-
     def settings(self) -> DenoiseSettings:
         """The current options; raises ValueError naming the problem if the axes do not fit the layer."""
         axes = self._validate_axes()
@@ -352,12 +342,6 @@ class DenoiseWidget(QWidget):
         worker.start()
         return worker
 
-    def cancel(self) -> None:
-        """Stop the running job within one tile batch; nothing is added to the viewer."""
-        if self._cancel is not None:
-            self._cancel.set()
-            self._set_status("Cancelling…")
-
     def _on_progress(self, report: Progress) -> None:
         if report.total <= 0:
             self.progress_bar.setRange(0, 0)
@@ -420,35 +404,10 @@ class DenoiseWidget(QWidget):
         self._set_status(f"Done in {seconds:.1f} s → layer '{name}' ({model.name}).")
 
     def _on_finished(self) -> None:
-        self._worker = None
-        self._cancel = None
-        self._cancel_holder[0] = None
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        try:
-            self.objectName()
-        except RuntimeError:  # the widget was closed while the job ran
+        if not self._finish_job():
             return
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
         self.progress_bar.setFormat("%p%")
         self._update_buttons()
-
-    # ----------------------------------------------------------------- messages
-    def _set_status(self, text: str, *, error: bool = False) -> None:
-        self.status.setText(text)
-        self.status.setStyleSheet(ERROR_STYLE if error else "")
-
-    def _show_error(self, message: str) -> None:
-        from napari.utils.notifications import show_error
-
-        self._set_status(message, error=True)
-        show_error(message)
-
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        self.cancel()
-        super().closeEvent(event)
 
 
 def _mtime(source) -> int | None:
@@ -464,7 +423,3 @@ def _mtime(source) -> int | None:
     return None
 
 
-def _cancel_held(holder: list, *_) -> None:
-    """Stop a running job when its widget is destroyed (e.g. the viewer was closed mid-run)."""
-    if holder[0] is not None:
-        holder[0].set()
