@@ -62,5 +62,16 @@ def installed_gaussian15(isolated_model_cache, rgb_checkpoint):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one torch thread is several times faster than two when processes share 2 cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)

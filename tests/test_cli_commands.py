@@ -171,9 +171,8 @@ def test_models_import_from_an_http_url_on_loopback(rgb_checkpoint, capsys, isol
         server.server_close()
 
 
-def test_scheduler_sync_runs_the_real_dask_engine(tmp_path, rgb_checkpoint, capsys):
+def test_scheduler_sync_runs_the_real_dask_engine(tmp_path, rgb_checkpoint, capsys, one_torch_thread):
     """End to end with napari_clipdenoise.distributed in this process (scheduler 'sync'), then a resuming rerun."""
-    import torch
     import zarr
 
     pytest.importorskip("dask")
@@ -197,13 +196,8 @@ def test_scheduler_sync_runs_the_real_dask_engine(tmp_path, rgb_checkpoint, caps
         "--report",
         str(report),
     ]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(argv) == 0, capsys.readouterr().err
-        assert main(argv) == 0, capsys.readouterr().err
-    finally:
-        torch.set_num_threads(threads)
+    assert main(argv) == 0, capsys.readouterr().err
+    assert main(argv) == 0, capsys.readouterr().err
     out = zarr.open_array(tmp_path / "v_denoised.zarr", mode="r")
     assert out.shape == (2, 32, 48) and out.dtype == np.uint16 and np.any(out[:] != volume[:])
     (record,) = json.loads(report.read_text())["files"]
@@ -212,11 +206,7 @@ def test_scheduler_sync_runs_the_real_dask_engine(tmp_path, rgb_checkpoint, caps
 
     # --output-dtype and --intensity-range reach the dask engine too
     other = tmp_path / "float"
-    torch.set_num_threads(1)
-    try:
-        assert main([*argv, "-o", str(other), "--output-dtype", "float32", "--intensity-range=0,4000"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert main([*argv, "-o", str(other), "--output-dtype", "float32", "--intensity-range=0,4000"]) == 0
     as_float = zarr.open_array(other / "v_denoised.zarr", mode="r")
     assert as_float.dtype == np.float32 and as_float.shape == (2, 32, 48)
 

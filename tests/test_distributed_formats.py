@@ -17,15 +17,7 @@ from napari_clipdenoise.distributed import denoise_zarr
 from napari_clipdenoise.errors import DenoiseCancelled, ModelNotInstalledError
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Two cores shared by several jobs: torch's default thread count makes tiny models crawl."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def two_channel_level0():

@@ -28,14 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIRST_STANDARD_NORMAL_SEED0 = 1.764052345967664  # np.random.seed(0); np.random.normal()
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,15 +31,7 @@ def image_folder(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is several times faster than two on a busy 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _args(folder: Path, out: Path, iterations: int, *extra: str) -> list[str]:
