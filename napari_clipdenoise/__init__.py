@@ -4,6 +4,7 @@ The public API is imported lazily so that ``import napari_clipdenoise`` (and
 napari's plugin discovery) never imports torch, napari or Qt.
 """
 
+from ._lazy import lazy_exports
 from ._version import __version__
 
 _LAZY = {
@@ -27,15 +28,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'napari_clipdenoise' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

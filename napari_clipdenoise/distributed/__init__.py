@@ -5,6 +5,8 @@
 dask or zarr; they are loaded on first use.
 """
 
+from .._lazy import lazy_exports
+
 _LAZY = {
     "denoise_zarr": "napari_clipdenoise.distributed.engine",
     "plan_blocks": "napari_clipdenoise.distributed.blocks",
@@ -14,15 +16,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'napari_clipdenoise.distributed' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
