@@ -329,7 +329,7 @@ def _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out
             raise DenoiseCancelled("denoising was cancelled")
         batch = boxes[index:index + batch_size]
         geometry = None
-        if getattr(fn, "accepts_tile_geometry", False) and len(plan) > 1:
+        if getattr(fn, "accepts_tile_geometry", False):
             from ..model.network import TileGeometry
 
             geometry = TileGeometry(tuple(batch), (plan.padded_height, plan.padded_width))
