@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import weakref
 
 import torch
@@ -130,22 +131,36 @@ class InferenceNetwork(torch.nn.Module):
         return self.network(x) if geometry is None else self.network(x, geometry=geometry)
 
 
-def prepare_network(network: torch.nn.Module, device: torch.device, precision: str, channels_last: bool) -> InferenceNetwork:
+def prepare_network(
+    network: torch.nn.Module, device: torch.device, precision: str, channels_last: bool, fuse: bool | None = None
+) -> InferenceNetwork:
     """Copy ``network`` for fast inference on ``device`` at ``precision`` (the original is left untouched).
 
     Measured on the 2-core Xeon (AMX-BF16) used for BENCHMARKS.md, 512 x 512 RGB,
     random weights: BN folding + bf16 weights + channels_last is faster than bf16
     autocast on the unfolded network and brings its output closer to fp32
     (PSNR against fp32 41.2 -> 44.5 dB on a noisy astronaut crop).
+
+    ``fuse`` replaces conv + activation (+ residual add) by single oneDNN calls.
+    Default: on the CPU when :func:`~.cpu_fusion.fusion_supported`, unless the
+    environment sets ``CLIPDENOISE_CPU_FUSION=0`` (an escape hatch, and the
+    benchmark's before/after switch).
     """
     import copy
 
+    from .cpu_fusion import fuse_convolutions, fusion_allowed, fusion_supported
+
+    dtype = _DTYPES[precision]
+    if fuse is None:
+        fuse = device.type == "cpu" and fusion_allowed() and fusion_supported(dtype)
     prepared = copy.deepcopy(network).eval()
     fold_batch_norms(prepared)
-    prepared = prepared.to(device=device, dtype=_DTYPES[precision])
+    prepared = prepared.to(device=device, dtype=dtype)
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
     prepared.requires_grad_(False)
+    if fuse:
+        fuse_convolutions(prepared)
     return InferenceNetwork(prepared, precision).eval()
 
 
@@ -165,7 +180,7 @@ def prepared_network(network: torch.nn.Module, device: torch.device, precision: 
         _PREPARED = weakref.WeakKeyDictionary()
     signature = tuple((id(t), t._version) for t in network.state_dict(keep_vars=True).values())
     entries = _PREPARED.setdefault(network, {})
-    key = (str(device), precision, bool(channels_last))
+    key = (str(device), precision, bool(channels_last), os.environ.get("CLIPDENOISE_CPU_FUSION"))
     cached = entries.get(key)
     if cached is not None and cached[0] == signature:
         return cached[1]
