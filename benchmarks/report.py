@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 PEAK_NOTE = "GFLOP/s = 636 kFLOP per computed pixel / network time"
 
@@ -97,13 +98,15 @@ def render(data: dict) -> str:
                        f"{(m1 - m0) * 2**20 / (s1 * s1 - s0 * s0):.1f} bytes per added pixel.")
     if "quality" in sections:
         out += ["", "### Agreement with the fp32 whole-image output (512 x 512 noisy astronaut)", "",
-                "| input | precision | tile | PSNR vs fp32 (dB) | max abs diff |", "|---|---|---|---:|---:|"]
+                "| weights | input | precision | tile | PSNR vs fp32 (dB) | max abs diff |", "|---|---|---|---|---:|---:|"]
         for row in sections["quality"]:
             for q in row.get("rows", []):
                 tile = "whole image" if q["tile"] is None else f"{q['tile']} (vs fp32 at the same tiling)"
                 if q["input"] == "uint8":
                     tile = "default (1024/256)"
-                out.append(f"| {q['input']} | {q['precision']} | {tile} | {q['psnr_db']:.2f} | {q['max_abs']:.4f} |")
+                weights = q.get("weights", "random:0")
+                weights = f"random, seed {weights[7:]}" if weights.startswith("random:") else f"trained: {Path(weights).name}"
+                out.append(f"| {weights} | {q['input']} | {q['precision']} | {tile} | {q['psnr_db']:.2f} | {q['max_abs']:.4f} |")
     if "classical" in sections:
         out += ["", "### Classical denoisers on the same 512 x 512 photograph", "",
                 "| method (512 x 512 camera, sigma 15) | s (median) |", "|---|---:|"]

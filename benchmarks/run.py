@@ -59,10 +59,12 @@ def machine_info() -> dict:
     import numpy
     import torch
 
+    from napari_clipdenoise.inference.cpu_fusion import fusion_allowed, fusion_supported
     from napari_clipdenoise.inference.device import cpu_has_native_bf16
 
     info.update(torch=torch.__version__, numpy=numpy.__version__, torch_threads=torch.get_num_threads(),
-                native_bf16=cpu_has_native_bf16(), cuda=torch.cuda.is_available())
+                native_bf16=cpu_has_native_bf16(), cuda=torch.cuda.is_available(),
+                cpu_fusion=fusion_allowed() and fusion_supported(torch.float32))
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -168,7 +170,6 @@ def child_network(spec: dict) -> dict:
 
 def child_denoise(spec: dict) -> dict:
     """``denoise`` end to end on a numpy image: time, network time inside it, peak RSS."""
-    import numpy as np
     import torch
 
     from napari_clipdenoise import denoise
@@ -247,38 +248,48 @@ def child_ratio(spec: dict) -> dict:
 
 
 def child_quality(spec: dict) -> dict:
-    """PSNR of each fast path against the fp32 whole-image output on a noisy real photograph."""
+    """PSNR of each fast path against the fp32 whole-image output on a noisy real photograph.
+
+    Each entry of ``spec["weights"]`` is ``"random:SEED"`` (seeded random weights) or the
+    path of a trained checkpoint. Random weights are a stress test, not a model: how much
+    rounding they amplify changes a lot from seed to seed.
+    """
     import numpy as np
     from skimage import data
 
     from napari_clipdenoise import denoise
-    from napari_clipdenoise.model.registry import DenoisingModel
+    from napari_clipdenoise.model.registry import DenoisingModel, load_model
     from napari_clipdenoise.model.testing import random_network
 
     clean = data.astronaut().astype(np.float32) / 255.0
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape).astype(np.float32), 0, 1)
-    model = DenoisingModel(random_network(3), "random")
-    reference = denoise(noisy, model, tile_size=None, precision="fp32")
+    noisy8 = (noisy * 255).round().astype(np.uint8)
 
     def psnr(a, b, peak=1.0):
         mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
         return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
 
-    # tile 256 / overlap 128 is compared with fp32 at the same tiling, to isolate the precision
-    # (random weights make tiles differ from the whole image far more than trained ones would)
-    reference_tiled = denoise(noisy, model, tile_size=256, overlap=128, precision="fp32")
     rows = []
-    for precision in spec["precisions"]:
-        for tile, ref in ((None, reference), (256, reference_tiled)):
-            out = denoise(noisy, model, tile_size=tile, overlap=128 if tile else 256, precision=precision)
-            rows.append(dict(input="float32 [0,1]", precision=precision, tile=tile, psnr_db=psnr(out, ref),
-                             max_abs=float(np.abs(out - ref).max())))
-    noisy8 = (noisy * 255).round().astype(np.uint8)
-    reference8 = denoise(noisy8, model, tile_size=None, precision="fp32")
-    out8 = denoise(noisy8, model)
-    rows.append(dict(input="uint8", precision="auto", tile=1024, psnr_db=psnr(out8, reference8, 255.0),
-                     max_abs=float(np.abs(out8.astype(int) - reference8).max())))
-    return dict(rows=rows, reference_range=[float(reference.min()), float(reference.max())])
+    for weights in spec["weights"]:
+        if weights.startswith("random:"):
+            model = DenoisingModel(random_network(3, seed=int(weights.split(":", 1)[1])), "random")
+        else:
+            model = load_model(weights)
+        reference = denoise(noisy, model, tile_size=None, precision="fp32")
+        # tile 256 / overlap 128 is compared with fp32 at the same tiling, to isolate the precision
+        # (random weights make tiles differ from the whole image far more than trained ones would)
+        reference_tiled = denoise(noisy, model, tile_size=256, overlap=128, precision="fp32")
+        for precision in spec["precisions"]:
+            for tile, ref in ((None, reference), (256, reference_tiled)):
+                out = denoise(noisy, model, tile_size=tile, overlap=128 if tile else 256, precision=precision)
+                rows.append(dict(weights=weights, input="float32 [0,1]", precision=precision, tile=tile,
+                                 psnr_db=psnr(out, ref), max_abs=float(np.abs(out - ref).max()),
+                                 reference_range=[float(reference.min()), float(reference.max())]))
+        reference8 = denoise(noisy8, model, tile_size=None, precision="fp32")
+        out8 = denoise(noisy8, model)
+        rows.append(dict(weights=weights, input="uint8", precision="auto", tile=1024, psnr_db=psnr(out8, reference8, 255.0),
+                         max_abs=float(np.abs(out8.astype(int) - reference8).max())))
+    return dict(rows=rows)
 
 
 def child_classical(spec: dict) -> dict:
@@ -365,7 +376,9 @@ def plan_suite(args) -> dict[str, list[tuple[str, dict]]]:
                                         device=args.device)) for s in args.memory_sizes]
     suite["memory"] += [("denoise", dict(height=s, width=s, kind="gray16", precision="auto", repeats=1, no_warmup=True,
                                          device=args.device)) for s in args.memory_real_sizes]
-    suite["quality"] = [("quality", dict(precisions=[p for p in precisions if p not in ("fp32",)] or ["auto"]))]
+    weights = [f"random:{seed}" for seed in args.quality_seeds] + list(args.quality_checkpoints)
+    suite["quality"] = [("quality", dict(precisions=[p for p in precisions if p not in ("fp32",)] or ["auto"],
+                                         weights=weights))]
     suite["classical"] = [("classical", dict(repeats=r))]
     return {k: v for k, v in suite.items() if k in args.only}
 
@@ -408,7 +421,8 @@ def print_table(section: str, rows: list[dict], header: bool = True) -> None:
                   f"{', '.join(f'{v:.2f}' for v in row['ratios'])} (median {row['median_ratio']:.2f})  load {load}")
         elif section == "quality":
             for q in row["rows"]:
-                print(f"  {q['input']:>14} {q['precision']:>5} tile {str(q['tile']):>5}: PSNR vs fp32 whole "
+                print(f"  {Path(q.get('weights', 'random:0')).name:>22} {q['input']:>14} {q['precision']:>5} "
+                      f"tile {str(q['tile']):>5}: PSNR vs fp32 "
                       f"{q['psnr_db']:6.2f} dB  max |diff| {q['max_abs']:.4f}")
         elif section == "classical":
             for q in row["rows"]:
@@ -437,8 +451,16 @@ def main(argv=None) -> None:
                         help="sizes for peak RSS with the real network (4096 comes from the throughput section)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    parser.add_argument("--quality-seeds", type=int, nargs="*", default=[0, 1, 2],
+                        help="random-weight networks for the quality section")
+    parser.add_argument("--quality-checkpoints", nargs="*", default=[],
+                        help="trained checkpoints (paths or registry names) for the quality section")
+    parser.add_argument("--cpu-fusion", choices=["auto", "off"], default="auto",
+                        help="off: unfused CPU convolutions (CLIPDENOISE_CPU_FUSION=0), for before/after comparisons")
     parser.add_argument("--json", default="benchmarks/results.json", help="where to write all results")
     args = parser.parse_args(argv)
+    if args.cpu_fusion == "off":
+        os.environ["CLIPDENOISE_CPU_FUSION"] = "0"  # the children inherit it
     if args.child:
         spec = json.loads(args.child)
         print(json.dumps(CHILDREN[spec.pop("kind_")](spec)))
