@@ -197,21 +197,21 @@ def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path, gray_checkpoint,
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []
 
 
-def _default_sigint() -> None:
-    """In the child: Ctrl-C's default action, even when the suite itself runs with SIGINT ignored.
-
-    A shell without job control starts background commands (``cmd &``) with SIGINT
-    ignored and children inherit that; Python then installs no KeyboardInterrupt
-    handler and the CLI would (rightly) not be interruptible.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _start_and_wait_for_partial(args, folder: Path) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
-        preexec_fn=_default_sigint,
-    )
+    # A shell without job control starts background commands (``cmd &``) with SIGINT
+    # ignored, and children inherit that: Python then installs no KeyboardInterrupt
+    # handler and the CLI is (rightly) not interruptible. Give the child Ctrl-C's
+    # default action by handling SIGINT here while it starts (exec resets handlers).
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
+        )
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     deadline = time.monotonic() + 180
     while not any(p.name.startswith(".partial-") for p in folder.iterdir()):
         if process.poll() is not None or time.monotonic() > deadline:
