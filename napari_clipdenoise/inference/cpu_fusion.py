@@ -123,7 +123,7 @@ def fusion_allowed() -> bool:
     return os.environ.get("CLIPDENOISE_CPU_FUSION", "1").strip().lower() not in ("0", "off", "false", "no")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fusion_supported(dtype: torch.dtype) -> bool:
     """Whether this torch build has the fused oneDNN convolution and it agrees with ``F.conv2d`` at ``dtype``."""
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
