@@ -139,3 +139,52 @@ def test_out_of_memory_shrinks_batch_then_tiles():
 def test_non_finite_network_output_is_reported():
     with pytest.raises(FloatingPointError, match="fp32"):
         tiled_inference(lambda x: x * float("nan"), np.ones((3, 16, 16), np.float32), tile_size=None, precision="bf16")
+
+
+@given(
+    length=st.integers(1, 400).map(lambda n: 16 * n), tile=st.integers(2, 80).map(lambda n: 16 * n),
+    overlap=st.integers(0, 300),
+)
+@settings(max_examples=300, deadline=None)
+def test_balanced_tiles_are_the_smallest_that_need_no_more_tiles(length, tile, overlap):
+    overlap = min(overlap, tile - 1)
+    fixed = plan_tiles(length, 16, tile, overlap, balance=False)
+    balanced = plan_tiles(length, 16, tile, overlap)
+    n_fixed, n_balanced = len(fixed.starts_y), len(balanced.starts_y)
+    t = balanced.tile_height
+    assert t % 16 == 0 and t <= fixed.tile_height and n_balanced <= n_fixed
+    assert n_balanced * t <= n_fixed * fixed.tile_height, "never more pixels computed"
+    starts = balanced.starts_y
+    shared = min(overlap, t - 16)  # strides are at least 16 px
+    assert all(b - a <= t - shared for a, b in zip(starts, starts[1:])), "neighbours share at least `overlap` px"
+    if t < fixed.tile_height:  # one step smaller would need more tiles
+        smaller = plan_tiles(length, 16, t - 16, min(overlap, t - 17), balance=False) if t - 16 > overlap else None
+        assert smaller is None or len(smaller.starts_y) > n_fixed
+
+
+def test_balancing_a_2048_px_camera_frame():
+    """Three 1024 px tiles per axis compute 2.25x the image; three 864 px tiles 1.6x."""
+    fixed = plan_tiles(2048, 2048, 1024, 256, balance=False)
+    balanced = plan_tiles(2048, 2048, 1024, 256)
+    assert (fixed.tile_height, len(fixed)) == (1024, 9)
+    assert (balanced.tile_height, balanced.tile_width, len(balanced)) == (864, 864, 9)
+    assert plan_tiles(4096, 4096, 1024, 256).tile_height == 1024, "already balanced: unchanged"
+    pair = plan_tiles(1000, 1500, (1024, 512), 128, balance=False)
+    assert (pair.tile_height, pair.tile_width, len(pair.starts_x)) == (1008, 512, 4)
+    pair = plan_tiles(1000, 1500, (1024, 512), 128)  # 4 tiles of 480 px cover 1504 px as well
+    assert (pair.tile_height, pair.tile_width, len(pair.starts_x)) == (1008, 480, 4)
+
+
+def test_balanced_tiling_keeps_a_local_network_exact():
+    net = _local_filter()
+    plane = np.random.default_rng(3).random((3, 200, 330), dtype=np.float32)
+    whole = tiled_inference(net, plane, tile_size=None)
+    for balance in (True, False):
+        tiled = tiled_inference(net, plane, tile_size=128, overlap=32, balance_tiles=balance)
+        np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("tile", [(32,), (32, 20), (32, True), "64"])
+def test_bad_tile_pairs(tile):
+    with pytest.raises(ValueError, match="tile_size"):
+        plan_tiles(100, 100, tile, 8)

@@ -55,11 +55,15 @@ def resolve_precision(precision: str | None, device: torch.device) -> str:
     return precision
 
 
-def default_batch_size(device: torch.device, tile_size: int | None) -> int:
-    """Tiles per forward pass: one on CPU (no gain from batching there), ~16 Mpx-worth on GPUs."""
+def default_batch_size(device: torch.device, tile_size) -> int:
+    """Tiles per forward pass: one on CPU (no gain from batching there), ~16 Mpx-worth on GPUs.
+
+    ``tile_size``: an int, a (height, width) pair or None.
+    """
     if device.type == "cpu" or tile_size is None:
         return 1
-    return max(1, (4096 * 4096) // (tile_size * tile_size))
+    height, width = tile_size if isinstance(tile_size, (tuple, list)) else (tile_size, tile_size)
+    return max(1, (4096 * 4096) // (height * width))
 
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

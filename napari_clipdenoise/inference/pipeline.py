@@ -123,11 +123,12 @@ def plan_denoise(
     *,
     axes: str | None = None,
     rgb: bool | None = None,
-    tile_size: int | None = DEFAULT_TILE_SIZE,
+    tile_size: int | tuple[int, int] | None = DEFAULT_TILE_SIZE,
     overlap: int = DEFAULT_OVERLAP,
     intensity_range="auto",
     output_dtype=None,
     pad_multiple: int = ALIGN,
+    balance_tiles: bool = True,
 ) -> DenoisePlan:
     """Validate the input and decide axes, channel groups, normalisation and tiling."""
     validate_image(image)
@@ -163,7 +164,7 @@ def plan_denoise(
         out_dtype = np.dtype(output_dtype)
         if out_dtype.kind not in _SUPPORTED_KINDS:
             raise TypeError(f"output_dtype must be an integer or float dtype, got {out_dtype}")
-    tiles = count_tiles(shape[layout.y], shape[layout.x], tile_size, overlap, pad_multiple)
+    tiles = count_tiles(shape[layout.y], shape[layout.x], tile_size, overlap, pad_multiple, balance_tiles)
     return DenoisePlan(layout, guessed, groups, passthrough, plane_indices, tiles, out_dtype, notes)
 
 
@@ -173,8 +174,9 @@ def denoise(
     *,
     axes: str | None = None,
     rgb: bool | None = None,
-    tile_size: int | None = DEFAULT_TILE_SIZE,
+    tile_size: int | tuple[int, int] | None = DEFAULT_TILE_SIZE,
     overlap: int = DEFAULT_OVERLAP,
+    balance_tiles: bool = True,
     batch_size: int | None = None,
     device=None,
     precision: str = "auto",
@@ -201,10 +203,16 @@ def denoise(
     rgb : bool, optional
         Whether a channel axis of 3/4 holds RGB(A) colour. Default: yes when it is
         the last axis (or lettered ``S``).
-    tile_size : int or None
-        Tile edge (multiple of 16); None runs each plane in one pass.
+    tile_size : int, (int, int) or None
+        Largest tile edge (multiple of 16), or a (height, width) pair; None runs
+        each plane in one pass.
     overlap : int
-        Pixels shared by neighbouring tiles, blended linearly.
+        Pixels (at least) shared by neighbouring tiles, blended linearly.
+    balance_tiles : bool
+        Shrink tiles, axis by axis, to the smallest size that covers the plane
+        with no more tiles (a 2048 px axis: three 864 px tiles instead of three
+        of 1024), so fewer pixels are computed twice. False uses ``tile_size``
+        exactly (the dask engine does, to keep its blocks on one tile grid).
     batch_size : int, optional
         Tiles per forward pass; default depends on the device.
     device : str or torch.device, optional
@@ -240,6 +248,7 @@ def denoise(
     plan = plan_denoise(
         image, model.in_channels, axes=axes, rgb=rgb, tile_size=tile_size, overlap=overlap,
         intensity_range=intensity_range, output_dtype=output_dtype, pad_multiple=pad_multiple,
+        balance_tiles=balance_tiles,
     )
     for note in plan.notes:
         logger.info(note)
@@ -296,7 +305,7 @@ def denoise(
                 network, plane[channels], tile_size=tile_size, overlap=overlap, batch_size=batch_size,
                 device=torch_device, precision=precision, channels_last=channels_last, pad_multiple=pad_multiple,
                 on_tiles=advance, cancel=should_stop, transform=_network_input(group),
-                sink=_row_writer(group, target[channels], plan.output_dtype),
+                sink=_row_writer(group, target[channels], plan.output_dtype), balance_tiles=balance_tiles,
             )
         if not direct:
             result[reader.index(plane_index)] = reader.to_original(target)

@@ -17,14 +17,9 @@ import numpy as np
 import torch
 
 from ..errors import DenoiseCancelled
-
-ALIGN = 16
+from .tile_grid import ALIGN, balanced_tile, round_up, starts as _starts, stride as _stride
 
 ProgressCallback = Callable[[int, int], None]
-
-
-def round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
 
 
 def as_cancel_check(cancel) -> Callable[[], bool]:
@@ -36,13 +31,6 @@ def as_cancel_check(cancel) -> Callable[[], bool]:
     if callable(cancel):
         return cancel
     raise TypeError(f"cancel must be a callable or an Event-like object, got {type(cancel).__name__}")
-
-
-def _starts(padded: int, tile: int, stride: int) -> list[int]:
-    starts = list(range(0, padded - tile + 1, stride))
-    if starts[-1] != padded - tile:
-        starts.append(padded - tile)
-    return starts
 
 
 def _ramp(length: int, before: int, after: int) -> np.ndarray:
@@ -108,26 +96,46 @@ class TilePlan:
         return {start: (ramp / total[start:start + tile]).astype(np.float32) for start, ramp in ramps.items()}
 
 
-def plan_tiles(height: int, width: int, tile_size: int | None, overlap: int, pad_multiple: int = ALIGN) -> TilePlan:
+def _tile_pair(tile_size) -> tuple[int, int] | None:
+    """``tile_size`` as (height, width), validated; None stays None."""
+    if tile_size is None:
+        return None
+    pair = tuple(tile_size) if isinstance(tile_size, (tuple, list)) else (tile_size, tile_size)
+    if len(pair) != 2 or any(
+        isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < ALIGN or t % ALIGN for t in pair
+    ):
+        raise ValueError(
+            f"tile_size must be a positive multiple of {ALIGN}, a (height, width) pair of them, or None for one pass,"
+            f" got {tile_size!r}"
+        )
+    return int(pair[0]), int(pair[1])
+
+
+def plan_tiles(
+    height: int, width: int, tile_size, overlap: int, pad_multiple: int = ALIGN, balance: bool = True
+) -> TilePlan:
     """Tile layout for an ``height x width`` plane.
 
-    Tiles shrink to the (padded) image when it is smaller than ``tile_size``; the
-    stride ``tile_size - overlap`` is rounded down to a multiple of 16.
+    ``tile_size`` (an int, or a (height, width) pair) is the largest tile. Tiles
+    shrink to the (padded) image when it is smaller; with ``balance`` they also
+    shrink, axis by axis, to the smallest size that needs no more tiles
+    (:func:`balanced_tile`), which cuts the pixels computed twice. The stride
+    ``tile - overlap`` is rounded down to a multiple of 16.
     """
     if height < 1 or width < 1:
         raise ValueError(f"cannot tile an empty {height} x {width} plane")
     if pad_multiple % ALIGN:
         raise ValueError(f"pad_multiple must be a multiple of {ALIGN}, got {pad_multiple}")
     base_h, base_w = round_up(height, pad_multiple), round_up(width, pad_multiple)
-    if tile_size is None:
+    pair = _tile_pair(tile_size)
+    if pair is None:
         return TilePlan(height, width, base_h, base_w, base_h, base_w, (0,), (0,))
-    if tile_size < ALIGN or tile_size % ALIGN:
-        raise ValueError(f"tile_size must be a positive multiple of {ALIGN} (or None for one pass), got {tile_size}")
-    if overlap < 0 or overlap >= tile_size:
+    if overlap < 0 or overlap >= min(pair):
         raise ValueError(f"overlap must be >= 0 and smaller than tile_size ({tile_size}), got {overlap}")
-    tile_h, tile_w = min(tile_size, base_h), min(tile_size, base_w)
-    stride_h = max(ALIGN, (tile_h - overlap) // ALIGN * ALIGN)
-    stride_w = max(ALIGN, (tile_w - overlap) // ALIGN * ALIGN)
+    tile_h, tile_w = min(pair[0], base_h), min(pair[1], base_w)
+    if balance:
+        tile_h, tile_w = balanced_tile(base_h, tile_h, overlap), balanced_tile(base_w, tile_w, overlap)
+    stride_h, stride_w = _stride(tile_h, overlap), _stride(tile_w, overlap)
     return TilePlan(
         height, width, base_h, base_w, tile_h, tile_w,
         tuple(_starts(base_h, tile_h, stride_h)), tuple(_starts(base_w, tile_w, stride_w)),
@@ -169,6 +177,7 @@ def tiled_inference(
     on_tiles: Callable[[int], None] | None = None,
     cancel=None,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    balance_tiles: bool = True,
     sink: Callable[[int, int, np.ndarray], None] | None = None,
 ) -> np.ndarray | None:
     """Apply ``fn`` to a ``C x H x W`` float32 plane tile by tile; return ``C_out x H x W`` float32.
@@ -186,12 +195,12 @@ def tiled_inference(
         raise ValueError(f"plane must be C x H x W, got shape {plane.shape}")
     _, height, width = plane.shape
     while True:
-        plan = plan_tiles(height, width, tile_size, overlap, pad_multiple)
+        plan = plan_tiles(height, width, tile_size, overlap, pad_multiple, balance_tiles)
         try:
             return _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out_channels, on_tiles,
                              should_stop, transform, sink)
         except _ShrinkTiles:
-            current = tile_size or max(plan.tile_height, plan.tile_width)
+            current = max(plan.tile_height, plan.tile_width)
             if current <= 64:
                 raise torch.OutOfMemoryError(
                     f"out of device memory even with 64 px tiles and batch 1 on {device}; use device='cpu'"
@@ -367,11 +376,11 @@ def _forward(fn, tiles: torch.Tensor, device: torch.device, precision: str, chan
     return y.float()
 
 
-def count_tiles(height: int, width: int, tile_size: int | None, overlap: int, pad_multiple: int = ALIGN) -> int:
-    return len(plan_tiles(height, width, tile_size, overlap, pad_multiple))
+def count_tiles(height: int, width: int, tile_size, overlap: int, pad_multiple: int = ALIGN, balance: bool = True) -> int:
+    return len(plan_tiles(height, width, tile_size, overlap, pad_multiple, balance))
 
 
 __all__ = [
-    "TilePlan", "plan_tiles", "tiled_inference", "count_tiles", "reflect_pad", "round_up", "as_cancel_check",
+    "TilePlan", "plan_tiles", "balanced_tile", "tiled_inference", "count_tiles", "reflect_pad", "round_up", "as_cancel_check",
     "autocast_context",
 ]
