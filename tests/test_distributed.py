@@ -113,6 +113,26 @@ def test_cluster_output_equals_whole_volume_denoise(client, tmp_path, volume, re
     assert again["blocks_done"] == 0 and again["blocks_skipped"] == 16
 
 
+def test_cluster_uses_the_whole_images_balanced_tiles(client, tmp_path, volume, gray_checkpoint):
+    """With 80 px tiles a 96 px axis is balanced to two 64 px tiles, the second flush with the edge (at 32,
+    off the 48 px stride): blocks must use that grid and read every tile that touches them."""
+    from napari_clipdenoise.inference.tiling import plan_tiles
+
+    assert plan_tiles(96, 96, 80, OVERLAP).tile_height == 64
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        expected = denoise(volume, gray_checkpoint, axes="ZYX", tile_size=80, overlap=OVERLAP, precision="fp32")
+    finally:
+        torch.set_num_threads(threads)
+    source = make_input(tmp_path / "in.zarr", volume)
+    run(source, tmp_path / "out.zarr", gray_checkpoint, scheduler=client, tile_size=80)
+    output = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:]
+    assert np.abs(output.astype(np.int64) - expected.astype(np.int64)).max() == 0
+
+
 def test_sharded_output_has_no_lost_writes(client, tmp_path, volume, reference, gray_checkpoint):
     source = make_input(tmp_path / "sharded.zarr", volume, shards=(1, 96, 96))
     report = run(source, tmp_path / "out.zarr", gray_checkpoint, scheduler=client)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from napari_clipdenoise.distributed.blocks import ALIGN, axis_tiling, plan_blocks, read_range
 from napari_clipdenoise.inference.axes import parse_axes
+from napari_clipdenoise.inference.tiling import plan_tiles
 
 
 @settings(max_examples=60, deadline=None)
@@ -41,22 +42,26 @@ def test_blocks_tile_the_array_once_in_whole_units(
     assert len(keys) == len(plan)
 
 
-@settings(max_examples=200, deadline=None)
-@given(length=st.integers(1, 2000), tile=st.sampled_from([32, 48, 64, 256]), overlap=st.sampled_from([0, 16, 20, 64]),
-       start=st.integers(0, 1999), size=st.integers(1, 300))
-def test_exact_read_range_lands_on_the_whole_image_tile_grid(length, tile, overlap, start, size):
-    """The exact halo starts on a grid tile and ends where a grid tile ends (or at the image's edges)."""
+@settings(max_examples=300, deadline=None)
+@given(length=st.integers(1, 2000), tile=st.sampled_from([32, 48, 64, 80, 256, 1024]),
+       overlap=st.sampled_from([0, 16, 20, 64]), start=st.integers(0, 1999), size=st.integers(1, 300))
+def test_exact_read_range_gives_a_block_the_whole_images_tiles_and_weights(length, tile, overlap, start, size):
+    """The block's own tile plan over its read range has exactly the whole image's tiles that touch its
+    output range, with the same blending weights there (the edge-flush last tile included)."""
     if overlap >= tile or start >= length:
         return
     stop = min(length, start + size)
     tiling = axis_tiling(length, tile, overlap)
     first, last = read_range(start, stop, tiling, None)
-    padded = -(-length // ALIGN) * ALIGN
-    grid = sorted(set(range(0, padded - tiling.tile + 1, tiling.stride)) | {padded - tiling.tile})
-    assert first in grid
-    assert first == 0 or start - first >= tiling.effective_overlap
-    assert last == length or (last - tiling.tile in grid and last - stop >= tiling.effective_overlap)
-    assert -(-(last - first) // ALIGN) * ALIGN >= tiling.tile  # the block's tiles are not shrunk
+    whole = plan_tiles(length, 16, tile, overlap)  # what denoise() does with the whole image
+    block = plan_tiles(last - first, 16, tiling.tile_to_request(tile), overlap, balance=False)  # a worker
+    assert (whole.tile_height, block.tile_height) == (tiling.tile, tiling.tile), "tiles are used exactly"
+    touching = [s for s in whole.starts_y if s < stop and s + tiling.tile > start]
+    assert [first + s for s in block.starts_y] == touching
+    whole_weights, block_weights = whole.weights_1d(0), block.weights_1d(0)
+    for s in touching:
+        lo, hi = max(start, s) - s, min(stop, s + tiling.tile) - s
+        np.testing.assert_array_equal(block_weights[s - first][lo:hi], whole_weights[s][lo:hi])
 
 
 def test_channel_axis_is_never_split_and_shards_are_the_unit():

@@ -29,14 +29,10 @@ import math
 from dataclasses import dataclass
 
 from ..inference.axes import AxesLayout
-
-ALIGN = 16  # the network's size multiple; tiles start on multiples of it
+from ..inference.tile_grid import ALIGN, balanced_tile, round_up
+from ..inference.tile_grid import starts as tile_starts
 #: Default target edge (pixels) of a block in Y and X, rounded to whole write units.
 DEFAULT_BLOCK_SIZE = 2048
-
-
-def round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
 
 
 def round_down(value: int, multiple: int) -> int:
@@ -55,16 +51,29 @@ class AxisTiling:
     def effective_overlap(self) -> int:
         return 0 if self.tile is None else self.tile - self.stride
 
+    def tile_to_request(self, tile_size: int) -> int:
+        """What to pass the core (with ``balance_tiles=False``) so that it tiles exactly like this.
+
+        ``self.tile``, except where one tile spans the whole padded axis: there the
+        user's ``tile_size`` goes through, which the core clips to the same length
+        (and which, unlike the clipped tile, is still larger than the overlap).
+        """
+        return tile_size if self.tile >= round_up(self.length, ALIGN) else self.tile
+
 
 def axis_tiling(length: int, tile_size: int | None, overlap: int) -> AxisTiling:
-    """Mirror of :func:`napari_clipdenoise.inference.tiling.plan_tiles` for one axis.
+    """Mirror of :func:`napari_clipdenoise.inference.tiling.plan_tiles` for one axis of the whole array.
 
-    The tile is clipped to the padded length and the stride ``tile - overlap`` is
-    rounded down to a multiple of 16 (at least 16).
+    The tile is clipped to the padded length and balanced like ``denoise()`` does
+    for the whole image (:func:`~napari_clipdenoise.inference.tiling.balanced_tile`);
+    the stride ``tile - overlap`` is rounded down to a multiple of 16 (at least 16).
+    Blocks then run with exactly this tile (``balance_tiles=False``), so every block
+    lies on the whole image's tile grid.
     """
     if tile_size is None:
         return AxisTiling(length, None, ALIGN)
-    tile = min(tile_size, round_up(length, ALIGN))
+    padded = round_up(length, ALIGN)
+    tile = balanced_tile(padded, min(tile_size, padded), overlap)
     return AxisTiling(length, tile, max(ALIGN, round_down(tile - overlap, ALIGN)))
 
 
@@ -74,13 +83,13 @@ def read_range(start: int, stop: int, tiling: AxisTiling, halo: int | None) -> t
     if tiling.tile is None and halo is None:
         return 0, length  # a one-pass plane can only be matched by the whole plane
     stride = tiling.stride
-    if halo is None:  # exact: start on the tile grid, end where a grid tile ends
-        margin = tiling.effective_overlap
-        first = max(0, round_down(start - margin, stride))
-        # near the end, keep at least one whole tile so the core does not shrink the block's tiles
-        first = min(first, max(0, round_down(round_up(length, ALIGN) - tiling.tile, stride)))
-        steps = max(0, -(-(stop + margin - tiling.tile - first) // stride))
-        return first, min(length, first + steps * stride + tiling.tile)
+    if halo is None:
+        # exact: read every tile of the whole image's plan that overlaps the output range. The
+        # block's own plan over that range then places exactly those tiles (a run of grid tiles,
+        # plus the image's last, edge-flush tile when it is among them), and every output pixel
+        # gets the same tiles with the same blending weights as in a whole-image pass.
+        tiles = [s for s in tile_starts(round_up(length, ALIGN), tiling.tile, stride) if s < stop and s + tiling.tile > start]
+        return tiles[0], min(length, tiles[-1] + tiling.tile)
     return max(0, round_down(start - halo, stride)), min(length, round_up(stop + halo, ALIGN))
 
 

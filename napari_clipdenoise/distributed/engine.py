@@ -403,7 +403,9 @@ def denoise_zarr(
         axes=layout.axes, rgb=rgb, groups=groups, per_channel=len(groups) > 1, channel_axis=layout.channel,
         y_axis=layout.y, x_axis=layout.x,
         full_size=(round_up(shape[layout.y], ALIGN), round_up(shape[layout.x], ALIGN)),
-        tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, precision=precision,
+        # the whole image's (balanced) tiles, used exactly by every block: one tile grid for all
+        tile_size=None if tile_size is None else tuple(t.tile_to_request(tile_size) for t in plan.tiling),
+        overlap=overlap, batch_size=batch_size, device=device, precision=precision,
         output_dtype=str(out_dtype), input=source.location,
     )
     return _run(job, plan, source, target, state, fingerprint, groups, retries, scheduler, should_stop,

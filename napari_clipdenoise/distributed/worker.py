@@ -52,7 +52,7 @@ class BlockJob:
     y_axis: int
     x_axis: int
     full_size: tuple[int, int]  # the whole image's padded Y, X: the upsampling grid of a whole-image pass
-    tile_size: int | None
+    tile_size: tuple[int, int] | None  # (Y, X) tiles of the whole image's plan, used exactly
     overlap: int
     batch_size: int | None
     device: str | None
@@ -193,7 +193,7 @@ def _denoise_block(job: BlockJob, data: np.ndarray, origin: tuple[int, int], can
 
     model = global_grid_model(cached_model(job.model_path, job.model_sha256), origin, job.full_size)
     options = dict(
-        tile_size=job.tile_size, overlap=job.overlap, batch_size=job.batch_size,
+        tile_size=job.tile_size, overlap=job.overlap, balance_tiles=False, batch_size=job.batch_size,
         device=worker_device(job.device), precision=job.precision, cancel=cancel, output_dtype=job.output_dtype,
     )
     dtype = np.dtype(job.output_dtype)
