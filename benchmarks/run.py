@@ -173,7 +173,7 @@ def child_denoise(spec: dict) -> dict:
     import torch
 
     from napari_clipdenoise import denoise
-    from napari_clipdenoise.inference.tiling import count_tiles
+    from napari_clipdenoise.inference.tiling import plan_tiles
     from napari_clipdenoise.model.registry import DenoisingModel
     from napari_clipdenoise.model.testing import random_network
 
@@ -209,8 +209,9 @@ def child_denoise(spec: dict) -> dict:
         times, network_times = times[1:], network_times[1:]
     seconds, net_seconds = statistics.median(times), statistics.median(network_times)
     pixels = height * width * max(planes, 1)
-    tiles = count_tiles(height, width, options["tile_size"], options["overlap"]) * max(planes, 1)
-    tile_px = min(options["tile_size"] or 10**9, -(-height // 16) * 16) * min(options["tile_size"] or 10**9, -(-width // 16) * 16)
+    tile_plan = plan_tiles(height, width, options["tile_size"], options["overlap"])  # as denoise() plans it
+    tiles = len(tile_plan) * max(planes, 1)
+    tile_px = tile_plan.tile_height * tile_plan.tile_width
     result = dict(seconds=seconds, runs=times, mpx_per_s=pixels / seconds / 1e6, tiles=tiles,
                   computed_px_ratio=tiles * tile_px / pixels, image_mb=image.nbytes / 2**20,
                   rss_before_mb=rss_before, peak_rss_mb=_rss_mb())
