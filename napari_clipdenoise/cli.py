@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile-size",
         type=_tile_size,
         default=DEFAULT_TILE_SIZE,
-        help="tile edge in px, multiple of 16, or 'none' (default: %(default)s)",
+        help="largest tile edge in px, multiple of 16 (tiles shrink to fit each axis evenly), or 'none' (default: %(default)s)",
     )
     run.add_argument(
         "--overlap", type=_non_negative, default=DEFAULT_OVERLAP, help="overlap between tiles in px (default: %(default)s)"

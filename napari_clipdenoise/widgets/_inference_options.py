@@ -31,7 +31,9 @@ class InferenceOptions:
         self.tile_size.setValue(DEFAULT_TILE_SIZE)
         self.tile_size.setSpecialValueText(whole_text)
         self.tile_size.setSuffix(" px")
-        self.tile_size.setToolTip(f"Tile edge in pixels (multiple of 16); 0 = {whole_text} in one pass")
+        self.tile_size.setToolTip(
+            f"Largest tile edge in pixels (multiple of 16; tiles shrink to fit the image evenly); 0 = {whole_text} in one pass"
+        )
         self.overlap = QSpinBox(self.panel)
         self.overlap.setRange(0, 4096)
         self.overlap.setSingleStep(16)
