@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from ..inference.axes import AxesLayout
 from ..inference.tile_grid import ALIGN, balanced_tile, round_up
 from ..inference.tile_grid import starts as tile_starts
+from ..inference.tile_grid import stride as tile_stride
 #: Default target edge (pixels) of a block in Y and X, rounded to whole write units.
 DEFAULT_BLOCK_SIZE = 2048
 
@@ -46,10 +47,6 @@ class AxisTiling:
     length: int
     tile: int | None  # None: one pass over the whole axis
     stride: int
-
-    @property
-    def effective_overlap(self) -> int:
-        return 0 if self.tile is None else self.tile - self.stride
 
     def tile_to_request(self, tile_size: int) -> int:
         """What to pass the core (with ``balance_tiles=False``) so that it tiles exactly like this.
@@ -74,7 +71,7 @@ def axis_tiling(length: int, tile_size: int | None, overlap: int) -> AxisTiling:
         return AxisTiling(length, None, ALIGN)
     padded = round_up(length, ALIGN)
     tile = balanced_tile(padded, min(tile_size, padded), overlap)
-    return AxisTiling(length, tile, max(ALIGN, round_down(tile - overlap, ALIGN)))
+    return AxisTiling(length, tile, tile_stride(tile, overlap))
 
 
 def read_range(start: int, stop: int, tiling: AxisTiling, halo: int | None) -> tuple[int, int]:
