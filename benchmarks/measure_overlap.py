@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from skimage import data, transform
 
+from napari_clipdenoise import denoise
 from napari_clipdenoise.model.network import CLIPDenoiser, init_random_weights
 from napari_clipdenoise.model.registry import DenoisingModel
-from napari_clipdenoise import denoise
 
 
 def test_image(height: int = 1000, width: int = 1500) -> np.ndarray:
@@ -52,13 +52,25 @@ def main() -> None:
         diff = np.abs(tiled - whole)
         from napari_clipdenoise.inference.tiling import count_tiles
 
-        row = dict(tile=tile, overlap=overlap, tiles=count_tiles(*args.size, tile, overlap),
-                   max_abs=float(diff.max()), mean_abs=float(diff.mean()), seconds=round(elapsed, 2))
+        row = dict(
+            tile=tile,
+            overlap=overlap,
+            tiles=count_tiles(*args.size, tile, overlap),
+            max_abs=float(diff.max()),
+            mean_abs=float(diff.mean()),
+            seconds=round(elapsed, 2),
+        )
         rows.append(row)
-        print(f"{row['tile']:>5} {overlap:>8} {row['tiles']:>6} {row['max_abs']:>11.2e} {row['mean_abs']:>12.2e} {elapsed:>7.1f}")
+        print(
+            f"{row['tile']:>5} {overlap:>8} {row['tiles']:>6} {row['max_abs']:>11.2e} {row['mean_abs']:>12.2e} {elapsed:>7.1f}"
+        )
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"machine": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": rows}, handle, indent=1)
+            json.dump(
+                {"machine": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": rows},
+                handle,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

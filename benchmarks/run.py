@@ -62,9 +62,14 @@ def machine_info() -> dict:
     from napari_clipdenoise.inference.cpu_fusion import fusion_allowed, fusion_supported
     from napari_clipdenoise.inference.device import cpu_has_native_bf16
 
-    info.update(torch=torch.__version__, numpy=numpy.__version__, torch_threads=torch.get_num_threads(),
-                native_bf16=cpu_has_native_bf16(), cuda=torch.cuda.is_available(),
-                cpu_fusion=fusion_allowed() and fusion_supported(torch.float32))
+    info.update(
+        torch=torch.__version__,
+        numpy=numpy.__version__,
+        torch_threads=torch.get_num_threads(),
+        native_bf16=cpu_has_native_bf16(),
+        cuda=torch.cuda.is_available(),
+        cpu_fusion=fusion_allowed() and fusion_supported(torch.float32),
+    )
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -102,7 +107,7 @@ def _test_image(kind: str, height: int, width: int, planes: int = 0):
             rows = np.arange(top, min(top + 256, height)) % base.shape[0]
             block = np.roll(base[rows][:, columns], 7 * plane, axis=1)
             block += rng.normal(0, 25 / 255, block.shape).astype(np.float32)
-            target[top:top + len(rows)] = np.clip(block, 0, 1) * scale + 0.5
+            target[top : top + len(rows)] = np.clip(block, 0, 1) * scale + 0.5
     return image
 
 
@@ -161,8 +166,13 @@ def child_network(spec: dict) -> dict:
     times = times[1:]  # the first run is a warm-up
     seconds = statistics.median(times)
     pixels = batch * tile * tile
-    result = dict(seconds=seconds, runs=times, mpx_per_s=pixels / seconds / 1e6,
-                  gflop_per_s=pixels * FLOP_PER_PIXEL / seconds / 1e9, peak_rss_mb=_rss_mb())
+    result = dict(
+        seconds=seconds,
+        runs=times,
+        mpx_per_s=pixels / seconds / 1e6,
+        gflop_per_s=pixels * FLOP_PER_PIXEL / seconds / 1e9,
+        peak_rss_mb=_rss_mb(),
+    )
     if device.type == "cuda":
         result["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
@@ -183,13 +193,19 @@ def child_denoise(spec: dict) -> dict:
     image = _test_image(kind, height, width, planes)
     channels = 1 if kind == "gray16" and spec.get("gray_model", True) else 3
     if spec.get("stub"):  # a 2-layer stand-in network: measures the pipeline's own memory quickly
-        network = torch.nn.Sequential(torch.nn.Conv2d(channels, 8, 3, padding=1), torch.nn.Conv2d(8, channels, 1)).eval()
+        network = torch.nn.Sequential(
+            torch.nn.Conv2d(channels, 8, 3, padding=1), torch.nn.Conv2d(8, channels, 1)
+        ).eval()
         network.in_channels = channels
     else:
         network = random_network(channels)
     model = DenoisingModel(network, "random")
-    options = dict(tile_size=spec.get("tile", 1024), overlap=spec.get("overlap", 256),
-                   precision=spec.get("precision", "auto"), device=spec.get("device"))
+    options = dict(
+        tile_size=spec.get("tile", 1024),
+        overlap=spec.get("overlap", 256),
+        precision=spec.get("precision", "auto"),
+        device=spec.get("device"),
+    )
     if spec.get("batch"):
         options["batch_size"] = spec["batch"]
     timer = _NetworkTimer()
@@ -212,12 +228,22 @@ def child_denoise(spec: dict) -> dict:
     tile_plan = plan_tiles(height, width, options["tile_size"], options["overlap"])  # as denoise() plans it
     tiles = len(tile_plan) * max(planes, 1)
     tile_px = tile_plan.tile_height * tile_plan.tile_width
-    result = dict(seconds=seconds, runs=times, mpx_per_s=pixels / seconds / 1e6, tiles=tiles,
-                  computed_px_ratio=tiles * tile_px / pixels, image_mb=image.nbytes / 2**20,
-                  rss_before_mb=rss_before, peak_rss_mb=_rss_mb())
+    result = dict(
+        seconds=seconds,
+        runs=times,
+        mpx_per_s=pixels / seconds / 1e6,
+        tiles=tiles,
+        computed_px_ratio=tiles * tile_px / pixels,
+        image_mb=image.nbytes / 2**20,
+        rss_before_mb=rss_before,
+        peak_rss_mb=_rss_mb(),
+    )
     if net_seconds > 0:
-        result.update(network_seconds=net_seconds, overhead_fraction=(seconds - net_seconds) / net_seconds,
-                      gflop_per_s=tiles * tile_px * FLOP_PER_PIXEL / net_seconds / 1e9)
+        result.update(
+            network_seconds=net_seconds,
+            overhead_fraction=(seconds - net_seconds) / net_seconds,
+            gflop_per_s=tiles * tile_px * FLOP_PER_PIXEL / net_seconds / 1e9,
+        )
     if torch.cuda.is_available():
         result["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
@@ -242,10 +268,16 @@ def child_ratio(spec: dict) -> dict:
             denoise(image, model, precision=precision, device=spec.get("device"))
             if run:  # the first round is a warm-up
                 times[precision].append(time.perf_counter() - start)
-    ratios = [a / b for a, b in zip(times["fp32"], times["auto"])]
-    return dict(default_precision=default, fp32_runs=times["fp32"], auto_runs=times["auto"], ratios=ratios,
-                median_ratio=float(np.median(ratios)), fp32_seconds=statistics.median(times["fp32"]),
-                auto_seconds=statistics.median(times["auto"]))
+    ratios = [a / b for a, b in zip(times["fp32"], times["auto"], strict=True)]
+    return dict(
+        default_precision=default,
+        fp32_runs=times["fp32"],
+        auto_runs=times["auto"],
+        ratios=ratios,
+        median_ratio=float(np.median(ratios)),
+        fp32_seconds=statistics.median(times["fp32"]),
+        auto_seconds=statistics.median(times["auto"]),
+    )
 
 
 def child_quality(spec: dict) -> dict:
@@ -283,13 +315,29 @@ def child_quality(spec: dict) -> dict:
         for precision in spec["precisions"]:
             for tile, ref in ((None, reference), (256, reference_tiled)):
                 out = denoise(noisy, model, tile_size=tile, overlap=128 if tile else 256, precision=precision)
-                rows.append(dict(weights=weights, input="float32 [0,1]", precision=precision, tile=tile,
-                                 psnr_db=psnr(out, ref), max_abs=float(np.abs(out - ref).max()),
-                                 reference_range=[float(reference.min()), float(reference.max())]))
+                rows.append(
+                    dict(
+                        weights=weights,
+                        input="float32 [0,1]",
+                        precision=precision,
+                        tile=tile,
+                        psnr_db=psnr(out, ref),
+                        max_abs=float(np.abs(out - ref).max()),
+                        reference_range=[float(reference.min()), float(reference.max())],
+                    )
+                )
         reference8 = denoise(noisy8, model, tile_size=None, precision="fp32")
         out8 = denoise(noisy8, model)
-        rows.append(dict(weights=weights, input="uint8", precision="auto", tile=1024, psnr_db=psnr(out8, reference8, 255.0),
-                         max_abs=float(np.abs(out8.astype(int) - reference8).max())))
+        rows.append(
+            dict(
+                weights=weights,
+                input="uint8",
+                precision="auto",
+                tile=1024,
+                psnr_db=psnr(out8, reference8, 255.0),
+                max_abs=float(np.abs(out8.astype(int) - reference8).max()),
+            )
+        )
     return dict(rows=rows)
 
 
@@ -303,7 +351,8 @@ def child_classical(spec: dict) -> dict:
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, sigma, clean.shape).astype(np.float32), 0, 1)
     methods = {
         "skimage nl_means (fast)": lambda: restoration.denoise_nl_means(
-            noisy, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True),
+            noisy, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True
+        ),
         "skimage tv_chambolle": lambda: restoration.denoise_tv_chambolle(noisy, weight=0.1),
         "skimage wavelet (BayesShrink)": lambda: restoration.denoise_wavelet(noisy, rescale_sigma=True),
     }
@@ -332,8 +381,13 @@ def child_classical(spec: dict) -> dict:
     return dict(rows=rows, image="skimage camera 512x512, gaussian sigma 15/255")
 
 
-CHILDREN = {"network": child_network, "denoise": child_denoise, "quality": child_quality, "classical": child_classical,
-            "ratio": child_ratio}
+CHILDREN = {
+    "network": child_network,
+    "denoise": child_denoise,
+    "quality": child_quality,
+    "classical": child_classical,
+    "ratio": child_ratio,
+}
 
 
 def run_child(kind: str, spec: dict, timeout: float = 1800) -> dict:
@@ -343,11 +397,17 @@ def run_child(kind: str, spec: dict, timeout: float = 1800) -> dict:
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}",
-                "spec": spec}
+        return {
+            "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}",
+            "spec": spec,
+        }
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    result.update(spec=spec, wall_s=round(time.perf_counter() - start, 1),
-                  load_before=[round(v, 2) for v in load_before], load_after=[round(v, 2) for v in os.getloadavg()])
+    result.update(
+        spec=spec,
+        wall_s=round(time.perf_counter() - start, 1),
+        load_before=[round(v, 2) for v in load_before],
+        load_after=[round(v, 2) for v in os.getloadavg()],
+    )
     return result
 
 
@@ -358,28 +418,72 @@ def plan_suite(args) -> dict[str, list[tuple[str, dict]]]:
     r = args.repeats
     precisions = args.precisions
     suite: dict[str, list[tuple[str, dict]]] = {}
-    suite["network"] = [("network", dict(tile=t, batch=1, precision=p, repeats=r, device=args.device))
-                        for t in args.tiles for p in precisions if p != "fp16" or t == 512]  # fp16 is slow on CPUs
-    suite["network"] += [("network", dict(tile=512, batch=b, precision="auto_", repeats=r, device=args.device))
-                         for b in args.batches if b != 1]
+    suite["network"] = [
+        ("network", dict(tile=t, batch=1, precision=p, repeats=r, device=args.device))
+        for t in args.tiles
+        for p in precisions
+        if p != "fp16" or t == 512
+    ]  # fp16 is slow on CPUs
+    suite["network"] += [
+        ("network", dict(tile=512, batch=b, precision="auto_", repeats=r, device=args.device))
+        for b in args.batches
+        if b != 1
+    ]
     suite["throughput"] = []
     for size in args.sizes:
         big = size >= 2048
-        chosen = precisions if size <= args.all_precisions_up_to else (
-            ["fp32", "auto"] if size <= args.fp32_up_to and "fp32" in precisions else ["auto"])
+        chosen = (
+            precisions
+            if size <= args.all_precisions_up_to
+            else (["fp32", "auto"] if size <= args.fp32_up_to and "fp32" in precisions else ["auto"])
+        )
         for p in chosen:
-            suite["throughput"].append(("denoise", dict(height=size, width=size, kind="rgb8", precision=p,
-                                                        repeats=1 if big else r, no_warmup=big, device=args.device)))
-    suite["ratio"] = [("ratio", dict(size=s, repeats=r, device=args.device)) for s in args.sizes if s <= args.fp32_up_to]
-    suite["stack"] = [("denoise", dict(height=args.stack_size, width=args.stack_size, planes=args.stack_planes, kind="gray16",
-                                       precision="auto", repeats=1, device=args.device))]
-    suite["memory"] = [("denoise", dict(height=s, width=s, kind="gray16", stub=True, repeats=1, no_warmup=True,
-                                        device=args.device)) for s in args.memory_sizes]
-    suite["memory"] += [("denoise", dict(height=s, width=s, kind="gray16", precision="auto", repeats=1, no_warmup=True,
-                                         device=args.device)) for s in args.memory_real_sizes]
+            suite["throughput"].append(
+                (
+                    "denoise",
+                    dict(
+                        height=size,
+                        width=size,
+                        kind="rgb8",
+                        precision=p,
+                        repeats=1 if big else r,
+                        no_warmup=big,
+                        device=args.device,
+                    ),
+                )
+            )
+    suite["ratio"] = [
+        ("ratio", dict(size=s, repeats=r, device=args.device)) for s in args.sizes if s <= args.fp32_up_to
+    ]
+    suite["stack"] = [
+        (
+            "denoise",
+            dict(
+                height=args.stack_size,
+                width=args.stack_size,
+                planes=args.stack_planes,
+                kind="gray16",
+                precision="auto",
+                repeats=1,
+                device=args.device,
+            ),
+        )
+    ]
+    suite["memory"] = [
+        ("denoise", dict(height=s, width=s, kind="gray16", stub=True, repeats=1, no_warmup=True, device=args.device))
+        for s in args.memory_sizes
+    ]
+    suite["memory"] += [
+        (
+            "denoise",
+            dict(height=s, width=s, kind="gray16", precision="auto", repeats=1, no_warmup=True, device=args.device),
+        )
+        for s in args.memory_real_sizes
+    ]
     weights = [f"random:{seed}" for seed in args.quality_seeds] + list(args.quality_checkpoints)
-    suite["quality"] = [("quality", dict(precisions=[p for p in precisions if p not in ("fp32",)] or ["auto"],
-                                         weights=weights))]
+    suite["quality"] = [
+        ("quality", dict(precisions=[p for p in precisions if p not in ("fp32",)] or ["auto"], weights=weights))
+    ]
     suite["classical"] = [("classical", dict(repeats=r))]
     return {k: v for k, v in suite.items() if k in args.only}
 
@@ -406,25 +510,33 @@ def print_table(section: str, rows: list[dict], header: bool = True) -> None:
         spec = row["spec"]
         load = row.get("load_before", ["?"])[0]
         if section == "network":
-            print(f"  tile {spec['tile']:>5} batch {spec['batch']} {spec['precision']:>5}: {row['seconds']:7.3f} s "
-                  f"{row['mpx_per_s']:6.3f} Mpx/s {row['gflop_per_s']:7.1f} GFLOP/s  RSS {row['peak_rss_mb']:6.0f} MB  load {load}")
+            print(
+                f"  tile {spec['tile']:>5} batch {spec['batch']} {spec['precision']:>5}: {row['seconds']:7.3f} s "
+                f"{row['mpx_per_s']:6.3f} Mpx/s {row['gflop_per_s']:7.1f} GFLOP/s  RSS {row['peak_rss_mb']:6.0f} MB  load {load}"
+            )
         elif section in ("throughput", "stack", "memory"):
             shape = f"{spec.get('planes') or 1}x{spec['height']}x{spec['width']} {spec.get('kind')}"
-            text = f"  {shape:>22} {spec.get('precision', 'auto'):>5}{' (stub net)' if spec.get('stub') else ''}: " \
-                   f"{row['seconds']:8.2f} s {row['mpx_per_s']:7.3f} Mpx/s tiles {row['tiles']:>3}"
+            text = (
+                f"  {shape:>22} {spec.get('precision', 'auto'):>5}{' (stub net)' if spec.get('stub') else ''}: "
+                f"{row['seconds']:8.2f} s {row['mpx_per_s']:7.3f} Mpx/s tiles {row['tiles']:>3}"
+            )
             if "overhead_fraction" in row:
                 text += f" net {row['network_seconds']:7.2f} s overhead {100 * row['overhead_fraction']:5.1f}%"
             text += f"  peak RSS {row['peak_rss_mb']:7.0f} MB (before {row['rss_before_mb']:.0f})  load {load}"
             print(text)
         elif section == "ratio":
-            print(f"  {spec['size']}^2 rgb8, alternating: fp32 {row['fp32_seconds']:.2f} s, default "
-                  f"({row['default_precision']}) {row['auto_seconds']:.2f} s, ratio per pair "
-                  f"{', '.join(f'{v:.2f}' for v in row['ratios'])} (median {row['median_ratio']:.2f})  load {load}")
+            print(
+                f"  {spec['size']}^2 rgb8, alternating: fp32 {row['fp32_seconds']:.2f} s, default "
+                f"({row['default_precision']}) {row['auto_seconds']:.2f} s, ratio per pair "
+                f"{', '.join(f'{v:.2f}' for v in row['ratios'])} (median {row['median_ratio']:.2f})  load {load}"
+            )
         elif section == "quality":
             for q in row["rows"]:
-                print(f"  {Path(q.get('weights', 'random:0')).name:>22} {q['input']:>14} {q['precision']:>5} "
-                      f"tile {str(q['tile']):>5}: PSNR vs fp32 "
-                      f"{q['psnr_db']:6.2f} dB  max |diff| {q['max_abs']:.4f}")
+                print(
+                    f"  {Path(q.get('weights', 'random:0')).name:>22} {q['input']:>14} {q['precision']:>5} "
+                    f"tile {str(q['tile']):>5}: PSNR vs fp32 "
+                    f"{q['psnr_db']:6.2f} dB  max |diff| {q['max_abs']:.4f}"
+                )
         elif section == "classical":
             for q in row["rows"]:
                 print(f"  {q['method']:>30}: {q['seconds']:7.3f} s")
@@ -437,27 +549,55 @@ def main(argv=None) -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "fp16"])
-    parser.add_argument("--all-precisions-up-to", type=int, default=512,
-                        help="end-to-end runs at every precision up to this size")
-    parser.add_argument("--fp32-up-to", type=int, default=1024,
-                        help="end-to-end runs at fp32 and 'auto' up to this size, 'auto' only above")
+    parser.add_argument(
+        "--all-precisions-up-to", type=int, default=512, help="end-to-end runs at every precision up to this size"
+    )
+    parser.add_argument(
+        "--fp32-up-to",
+        type=int,
+        default=1024,
+        help="end-to-end runs at fp32 and 'auto' up to this size, 'auto' only above",
+    )
     parser.add_argument("--tiles", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--stack-planes", type=int, default=8)
-    parser.add_argument("--stack-size", type=int, default=512,
-                        help="plane edge of the uint16 stack (the H100 target uses --stack-planes 16 --stack-size 2048)")
-    parser.add_argument("--memory-sizes", type=int, nargs="*", default=[2048, 4096, 8192],
-                        help="sizes for the pipeline-memory runs with a stand-in 2-layer network")
-    parser.add_argument("--memory-real-sizes", type=int, nargs="*", default=[2048],
-                        help="sizes for peak RSS with the real network (4096 comes from the throughput section)")
+    parser.add_argument(
+        "--stack-size",
+        type=int,
+        default=512,
+        help="plane edge of the uint16 stack (the H100 target uses --stack-planes 16 --stack-size 2048)",
+    )
+    parser.add_argument(
+        "--memory-sizes",
+        type=int,
+        nargs="*",
+        default=[2048, 4096, 8192],
+        help="sizes for the pipeline-memory runs with a stand-in 2-layer network",
+    )
+    parser.add_argument(
+        "--memory-real-sizes",
+        type=int,
+        nargs="*",
+        default=[2048],
+        help="sizes for peak RSS with the real network (4096 comes from the throughput section)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
-    parser.add_argument("--quality-seeds", type=int, nargs="*", default=[0, 1, 2],
-                        help="random-weight networks for the quality section")
-    parser.add_argument("--quality-checkpoints", nargs="*", default=[],
-                        help="trained checkpoints (paths or registry names) for the quality section")
-    parser.add_argument("--cpu-fusion", choices=["auto", "off"], default="auto",
-                        help="off: unfused CPU convolutions (CLIPDENOISE_CPU_FUSION=0), for before/after comparisons")
+    parser.add_argument(
+        "--quality-seeds", type=int, nargs="*", default=[0, 1, 2], help="random-weight networks for the quality section"
+    )
+    parser.add_argument(
+        "--quality-checkpoints",
+        nargs="*",
+        default=[],
+        help="trained checkpoints (paths or registry names) for the quality section",
+    )
+    parser.add_argument(
+        "--cpu-fusion",
+        choices=["auto", "off"],
+        default="auto",
+        help="off: unfused CPU convolutions (CLIPDENOISE_CPU_FUSION=0), for before/after comparisons",
+    )
     parser.add_argument("--json", default="benchmarks/results.json", help="where to write all results")
     args = parser.parse_args(argv)
     if args.cpu_fusion == "off":
@@ -470,9 +610,15 @@ def main(argv=None) -> None:
         args.sizes, args.tiles, args.repeats = [512, 1024], [256, 512], 2
         args.memory_sizes, args.memory_real_sizes, args.stack_planes = [1024, 2048], [], 4
         args.all_precisions_up_to = args.fp32_up_to = 512
-    results = {"machine": machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "load_at_start": os.getloadavg(), "weights": "seeded random (random_network); speed only",
-               "flop_per_pixel": FLOP_PER_PIXEL, "args": vars(args), "sections": {}}
+    results = {
+        "machine": machine_info(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_at_start": os.getloadavg(),
+        "weights": "seeded random (random_network); speed only",
+        "flop_per_pixel": FLOP_PER_PIXEL,
+        "args": vars(args),
+        "sections": {},
+    }
     print(json.dumps(results["machine"], indent=1))
     for section, jobs in plan_suite(args).items():
         rows = []

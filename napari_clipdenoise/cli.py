@@ -55,7 +55,9 @@ def _intensity_range(text: str) -> str | tuple[float, float]:
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be auto, percentile, dtype or LOW,HIGH (e.g. -1024,3072), got {text}")
+        raise argparse.ArgumentTypeError(
+            f"must be auto, percentile, dtype or LOW,HIGH (e.g. -1024,3072), got {text}"
+        ) from None
     if not low < high:
         raise argparse.ArgumentTypeError(f"LOW must be smaller than HIGH, got {text}")
     return (low, high)
@@ -90,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest tile edge in px, multiple of 16 (tiles shrink to fit each axis evenly), or 'none' (default: %(default)s)",
     )
     run.add_argument(
-        "--overlap", type=_non_negative, default=DEFAULT_OVERLAP, help="overlap between tiles in px (default: %(default)s)"
+        "--overlap",
+        type=_non_negative,
+        default=DEFAULT_OVERLAP,
+        help="overlap between tiles in px (default: %(default)s)",
     )
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
     run.add_argument(

@@ -48,7 +48,7 @@ REFERENCE_CT_MAX_HU = 3096.0
 def _pair(reference, test, names=("reference", "test")) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(reference)
     b = np.asarray(test)
-    for name, arr in zip(names, (a, b)):
+    for name, arr in zip(names, (a, b), strict=True):
         if arr.dtype.kind not in "uifb":
             raise ValueError(f"{name} must be a real-valued numeric array; got dtype {arr.dtype}")
         if arr.size == 0:
@@ -57,7 +57,7 @@ def _pair(reference, test, names=("reference", "test")) -> tuple[np.ndarray, np.
         raise ValueError(f"{names[0]} and {names[1]} must have the same shape; got {a.shape} and {b.shape}")
     a = a.astype(np.float64)
     b = b.astype(np.float64)
-    for name, arr in zip(names, (a, b)):
+    for name, arr in zip(names, (a, b), strict=True):
         if not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or infinite values")
     return a, b
@@ -195,8 +195,11 @@ def ssim(reference, test, *, data_range: float = 1.0, channel_axis=None) -> floa
 
 
 def _to_255(image, name: str) -> np.ndarray:
-    """``image * 255`` computed in the image's own float dtype, then float64 (as the reference does:
-    its float32 arrays are multiplied by 255.0 in float32 before the metrics cast to float64)."""
+    """``image * 255`` computed in the image's own float dtype, then float64.
+
+    As the reference does: its float32 arrays are multiplied by 255.0 in float32
+    before the metrics cast to float64.
+    """
     array = np.asarray(image)
     if array.dtype.kind not in "f":
         raise ValueError(f"{name} must be a float image on the [0, 1] scale; got dtype {array.dtype}")

@@ -10,7 +10,6 @@ or from napari's Plugins menu, where magicgui builds a small form from the type
 hints (see napari.yaml). torch is imported only when ``denoise_image`` runs.
 """
 
-
 from typing import Literal
 
 import numpy as np

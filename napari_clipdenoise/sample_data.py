@@ -47,11 +47,22 @@ def noisy_rgb() -> list[tuple]:
     clean = transform.resize(data.astronaut(), (256, 256), order=1, anti_aliasing=True, preserve_range=True)
     clean = np.clip(np.rint(clean), 0, 255).astype(np.uint8)
     noisy = _gaussian_uint8(clean, PHOTO_SIGMA, np.random.default_rng(SEED + 1))
-    info = {"source": "skimage.data.astronaut (resized to 256 x 256)", "noise": f"gaussian sigma {PHOTO_SIGMA:g}/255",
-            "seed": SEED + 1}
+    info = {
+        "source": "skimage.data.astronaut (resized to 256 x 256)",
+        "noise": f"gaussian sigma {PHOTO_SIGMA:g}/255",
+        "seed": SEED + 1,
+    }
     return [
-        (clean, {"name": "astronaut_clean", "rgb": True, "visible": False,
-                 "metadata": {**info, "noise": "none (reference)"}}, "image"),
+        (
+            clean,
+            {
+                "name": "astronaut_clean",
+                "rgb": True,
+                "visible": False,
+                "metadata": {**info, "noise": "none (reference)"},
+            },
+            "image",
+        ),
         (noisy, {"name": "astronaut_noisy", "rgb": True, "metadata": info}, "image"),
     ]
 
@@ -87,14 +98,35 @@ def low_dose_ct() -> list[tuple]:
     rng = np.random.default_rng(SEED + 2)
     full = simulate_ct(phantom, CT_FULL_DOSE_PHOTONS, angles=256, rng=rng)
     low = simulate_ct(phantom, CT_LOW_DOSE_PHOTONS, angles=256, rng=rng)
-    info = {"source": "skimage.data.shepp_logan_phantom (256 x 256)", "angles": 256, "seed": SEED + 2,
-            "reconstruction": "filtered back-projection (ramp)"}
+    info = {
+        "source": "skimage.data.shepp_logan_phantom (256 x 256)",
+        "angles": 256,
+        "seed": SEED + 2,
+        "reconstruction": "filtered back-projection (ramp)",
+    }
     limits = (0.0, 0.6)  # a soft-tissue window: the skull saturates, the dose noise shows
     return [
-        (full, {"name": "ct_full_dose", "visible": False, "contrast_limits": limits, "colormap": "gray",
-                "metadata": {**info, "photons_per_bin": CT_FULL_DOSE_PHOTONS}}, "image"),
-        (low, {"name": "ct_low_dose", "contrast_limits": limits, "colormap": "gray",
-               "metadata": {**info, "photons_per_bin": CT_LOW_DOSE_PHOTONS}}, "image"),
+        (
+            full,
+            {
+                "name": "ct_full_dose",
+                "visible": False,
+                "contrast_limits": limits,
+                "colormap": "gray",
+                "metadata": {**info, "photons_per_bin": CT_FULL_DOSE_PHOTONS},
+            },
+            "image",
+        ),
+        (
+            low,
+            {
+                "name": "ct_low_dose",
+                "contrast_limits": limits,
+                "colormap": "gray",
+                "metadata": {**info, "photons_per_bin": CT_LOW_DOSE_PHOTONS},
+            },
+            "image",
+        ),
     ]
 
 
@@ -119,10 +151,16 @@ def noisy_stack() -> list[tuple]:
     noisy = (rng.poisson(clean * peak) * 50 + 100).astype(np.uint16)
     reference = np.rint(clean * peak * 50 + 100).astype(np.uint16)
     common = {"scale": STACK_SCALE, "units": ("µm", "µm", "µm"), "axis_labels": ("z", "y", "x")}
-    info = {"source": "synthetic (skimage.data.binary_blobs, blurred)", "noise": f"poisson, peak {peak:g} photons",
-            "seed": SEED + 3}
+    info = {
+        "source": "synthetic (skimage.data.binary_blobs, blurred)",
+        "noise": f"poisson, peak {peak:g} photons",
+        "seed": SEED + 3,
+    }
     return [
-        (reference, {**common, "name": "stack_clean", "visible": False,
-                     "metadata": {**info, "noise": "none (reference)"}}, "image"),
+        (
+            reference,
+            {**common, "name": "stack_clean", "visible": False, "metadata": {**info, "noise": "none (reference)"}},
+            "image",
+        ),
         (noisy, {**common, "name": "stack_noisy", "metadata": info}, "image"),
     ]

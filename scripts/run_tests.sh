@@ -17,6 +17,10 @@ python3 -m venv .venv
 # torch is pinned so pip takes the local CPU wheel instead of a multi-GB CUDA build.
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 -e ".[test]"
 
+# the project's lint and format rules (pyproject.toml [tool.ruff]) are part of the test
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
 export HF_HUB_OFFLINE=1 QT_API=pyqt6
 # pytest-xvfb starts a virtual display for the GUI tests.
 exec .venv/bin/python -m pytest "$@"

@@ -156,10 +156,9 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["CLIPDENOISE_CACHE_DIR"] = tempfile.mkdtemp(prefix="clipdenoise-cache-")
     OUT.mkdir(parents=True, exist_ok=True)
-    from qtpy.QtWidgets import QApplication
-
     import napari  # noqa: F401  (creates the QApplication with napari's settings)
     from napari._qt.qt_event_loop import get_qapp
+    from qtpy.QtWidgets import QApplication
 
     app = get_qapp()
     denoise_screenshot(app)

@@ -39,7 +39,9 @@ def geometric_augment(image: np.ndarray, mode: int) -> np.ndarray:
     return out
 
 
-def mixup_params(rng: np.random.Generator, batch_size: int, prob: float, beta: float) -> tuple[float, np.ndarray] | None:
+def mixup_params(
+    rng: np.random.Generator, batch_size: int, prob: float, beta: float
+) -> tuple[float, np.ndarray] | None:
     """Draw whether to mix this step and, if so, ``(lam, permutation)``; None means no mixup.
 
     Always consumes the same number of draws for a given outcome, so the stream is

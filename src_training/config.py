@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import copy
 import math
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 RECIPE_NAMES = ("gaussian15", "srgb", "ldct")
@@ -94,8 +95,16 @@ _CHOICES = {
 
 #: Fields that may change when a run is resumed; anything else must stay as it was.
 RESUMABLE_OVERRIDES = {
-    "train.iterations", "train.device", "train.max_minutes", "train.threads", "output.dir", "output.checkpoint_every",
-    "output.log_every", "output.val_every", "output.progress", "output.tensorboard",
+    "train.iterations",
+    "train.device",
+    "train.max_minutes",
+    "train.threads",
+    "output.dir",
+    "output.checkpoint_every",
+    "output.log_every",
+    "output.val_every",
+    "output.progress",
+    "output.tensorboard",
 }
 
 
@@ -167,7 +176,9 @@ def set_field(config: dict, dotted: str, value) -> None:
             raise ConfigError(f"unknown config field {dotted!r} (no {part!r} in {where}; known: {known})")
         if i == len(parts) - 1:
             if isinstance(node[part], dict):
-                raise ConfigError(f"{dotted!r} is a table; set one of its fields, e.g. {dotted}.{next(iter(node[part]))}")
+                raise ConfigError(
+                    f"{dotted!r} is a table; set one of its fields, e.g. {dotted}.{next(iter(node[part]))}"
+                )
             node[part] = value
         else:
             node = node[part]
@@ -261,10 +272,10 @@ def validate(config: dict) -> None:
     if not (isinstance(periods, list) and periods and all(isinstance(p, int) and p > 0 for p in periods)):
         raise ConfigError(f"schedule.periods must be a list of positive integers, got {periods!r}")
     for field, values in (("eta_mins", eta_mins), ("restart_weights", weights)):
-        if not (isinstance(values, list) and len(values) == len(periods) and all(_is_number(v) and v >= 0 for v in values)):
-            raise ConfigError(
-                f"schedule.{field} must list one number >= 0 per period ({len(periods)}), got {values!r}"
-            )
+        if not (
+            isinstance(values, list) and len(values) == len(periods) and all(_is_number(v) and v >= 0 for v in values)
+        ):
+            raise ConfigError(f"schedule.{field} must list one number >= 0 per period ({len(periods)}), got {values!r}")
     for field in ("checkpoint_every", "log_every", "val_every", "val_max_size"):
         if not isinstance(output[field], int) or output[field] < 0:
             raise ConfigError(f"output.{field} must be an integer >= 0 (0 disables), got {output[field]!r}")
@@ -284,7 +295,9 @@ def _toml_value(value) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+        return (
+            repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+        )
     if isinstance(value, str):
         escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         return f'"{escaped}"'

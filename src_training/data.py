@@ -46,8 +46,11 @@ def list_files(folder: str | Path, suffixes=IMAGE_SUFFIXES, pattern: str = "", e
     if not str(folder) or not folder.is_dir():
         raise DataError(f"data folder not found: {folder}")
     files = sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and p.suffix.lower() in suffixes
+        and not p.name.startswith(".")
         and (not pattern or fnmatch.fnmatch(p.name, pattern))
         and not any(s and s in p.name for s in exclude)
     )
@@ -342,7 +345,7 @@ def center_crop(image: np.ndarray, max_size: int) -> np.ndarray:
     if target_h < 16 or target_w < 16:
         raise DataError(f"validation image of {height} x {width} px is smaller than 16 px")
     top, left = (height - target_h) // 2, (width - target_w) // 2
-    return image[top:top + target_h, left:left + target_w]
+    return image[top : top + target_h, left : left + target_w]
 
 
 def load_validation_set(config: dict, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -26,8 +26,19 @@ import sys
 from pathlib import Path
 
 TRAIN_IMAGES = (
-    "astronaut", "rocket", "hubble_deep_field", "retina", "immunohistochemistry", "brick", "grass", "gravel",
-    "moon", "page", "microaneurysms", "text", "motorcycle_left",
+    "astronaut",
+    "rocket",
+    "hubble_deep_field",
+    "retina",
+    "immunohistochemistry",
+    "brick",
+    "grass",
+    "gravel",
+    "moon",
+    "page",
+    "microaneurysms",
+    "text",
+    "motorcycle_left",
 )
 VAL_IMAGES = ("coffee",)
 TEST_IMAGES = ("chelsea", "camera", "coins", "cell")
@@ -74,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop-size", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
     parser.add_argument("--skip-train", action="store_true", help="only evaluate an existing run")
-    parser.add_argument("--methods", nargs="*", default=None, help="evaluation methods (default: noisy, baselines, the model)")
+    parser.add_argument(
+        "--methods", nargs="*", default=None, help="evaluation methods (default: noisy, baselines, the model)"
+    )
     args = parser.parse_args(argv)
     root = Path(args.out)
     folders = write_image_sets(root)
@@ -82,13 +95,42 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_train:
         from .train import main as train_main
 
-        code = train_main([
-            "gaussian15", "--data", str(folders["train"]), "--val-data", str(folders["val"]), "--out", str(root),
-            "--random-encoder", "--encoder-bn", "frozen", "--threads", str(args.threads), "--iterations", str(args.iterations), "--batch-size", str(args.batch_size),
-            "--crop-size", str(args.crop_size), "--max-minutes", str(args.minutes), "--val-every", "50",
-            "--log-every", "10", "--checkpoint-every", "0", "--set", "schedule.scale_to_iterations=true",
-            "--set", "output.val_max_size=256", "--set", "output.val_sigma=15",
-        ])
+        code = train_main(
+            [
+                "gaussian15",
+                "--data",
+                str(folders["train"]),
+                "--val-data",
+                str(folders["val"]),
+                "--out",
+                str(root),
+                "--random-encoder",
+                "--encoder-bn",
+                "frozen",
+                "--threads",
+                str(args.threads),
+                "--iterations",
+                str(args.iterations),
+                "--batch-size",
+                str(args.batch_size),
+                "--crop-size",
+                str(args.crop_size),
+                "--max-minutes",
+                str(args.minutes),
+                "--val-every",
+                "50",
+                "--log-every",
+                "10",
+                "--checkpoint-every",
+                "0",
+                "--set",
+                "schedule.scale_to_iterations=true",
+                "--set",
+                "output.val_max_size=256",
+                "--set",
+                "output.val_sigma=15",
+            ]
+        )
         if code != 0:
             return code
     from napari_clipdenoise.baselines import available_methods
@@ -96,10 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     from .evaluate import main as evaluate_main
 
     methods = args.methods or ["noisy", *available_methods(), str(checkpoint)]
-    code = evaluate_main([
-        "--sets", str(folders["test"]), "--methods", *methods, "--protocol", "reference", "--out", str(root / "eval"),
-        "--threads", str(args.threads), "--no-progress",
-    ])
+    code = evaluate_main(
+        [
+            "--sets",
+            str(folders["test"]),
+            "--methods",
+            *methods,
+            "--protocol",
+            "reference",
+            "--out",
+            str(root / "eval"),
+            "--threads",
+            str(args.threads),
+            "--no-progress",
+        ]
+    )
     if code == 0:
         results = json.loads((root / "eval" / "results.json").read_text())
         print(f"wrote {root / 'eval' / 'results.md'} and results.json ({len(results['results'])} rows)")

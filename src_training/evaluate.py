@@ -98,8 +98,11 @@ def parse_noise_specs(items: list[str] | None) -> list[tuple[str, list[float]]]:
 
 
 def synthesize(clean01: np.ndarray, kind: str, level: float) -> np.ndarray:
-    """The noisy input of one image: the reference synthesis after ``np.random.seed(0)``
-    for the paper's kinds, ``add_noise(..., rng=default_rng(0))`` for the others."""
+    """The noisy input of one image.
+
+    The reference synthesis after ``np.random.seed(0)`` for the paper's kinds,
+    ``add_noise(..., rng=default_rng(0))`` for the others.
+    """
     from napari_clipdenoise.noise import REFERENCE_KINDS, add_noise, reference_noisy
 
     if kind in REFERENCE_KINDS:
@@ -133,7 +136,9 @@ def read_rgb8(path: Path) -> np.ndarray:
 
 
 def _image_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+    )
 
 
 def synthetic_items(folder: Path) -> list[tuple[str, Path]]:
@@ -150,10 +155,14 @@ def _subfolder(folder: Path, names) -> Path | None:
     return None
 
 
-def paired_items(folder: Path, suffixes=IMAGE_SUFFIXES, input_tag: str = "real", target_tag: str = "mean",
-                 include: str = "") -> list[tuple[str, Path, Path]]:
-    """``[(name, noisy, clean)]``: subfolders noisy/ + clean/ matched by stem, or files tagged
-    ``*{input_tag}*`` / ``*{target_tag}*`` in one folder, paired in sorted order (as the reference)."""
+def paired_items(
+    folder: Path, suffixes=IMAGE_SUFFIXES, input_tag: str = "real", target_tag: str = "mean", include: str = ""
+) -> list[tuple[str, Path, Path]]:
+    """``[(name, noisy, clean)]`` pairs of a real-noise set.
+
+    Subfolders noisy/ + clean/ matched by stem, or files tagged ``*{input_tag}*`` /
+    ``*{target_tag}*`` in one folder, paired in sorted order (as the reference).
+    """
     noisy_dir, clean_dir = _subfolder(folder, NOISY_SUBFOLDERS), _subfolder(folder, CLEAN_SUBFOLDERS)
     if noisy_dir is not None and clean_dir is not None:
         clean_by_stem = {p.stem: p for p in _image_files(clean_dir, suffixes)}
@@ -173,7 +182,7 @@ def paired_items(folder: Path, suffixes=IMAGE_SUFFIXES, input_tag: str = "real",
             raise EvaluationError(
                 f"{folder}: {len(inputs)} noisy files (*{input_tag}*) but {len(targets)} clean files (*{target_tag}*)"
             )
-        pairs = [(n.name, n, c) for n, c in zip(inputs, targets)]
+        pairs = [(n.name, n, c) for n, c in zip(inputs, targets, strict=True)]
     if not pairs:
         raise EvaluationError(
             f"no noisy/clean pairs in {folder}: use subfolders noisy/ and clean/ (same file names) or files named"
@@ -292,8 +301,9 @@ def run_model(model, noisy: np.ndarray, settings: InferenceSettings, axes: str) 
     common = dict(axes=axes, intensity_range=(0.0, 1.0), output_dtype=np.float32, device=settings.device)
     if axes == "YXC":
         common["rgb"] = True
-    return denoise(x, model, tile_size=settings.tile_size, overlap=settings.overlap, precision=settings.precision,
-                   **common)
+    return denoise(
+        x, model, tile_size=settings.tile_size, overlap=settings.overlap, precision=settings.precision, **common
+    )
 
 
 def oracle_sigma(kind: str, level: float) -> float | None:
@@ -305,8 +315,15 @@ def oracle_sigma(kind: str, level: float) -> float | None:
     return None
 
 
-def apply_method(method: Method, noisy: np.ndarray, settings: InferenceSettings, *, kind: str = "", level: float = 0.0,
-                 clamp: bool = True) -> np.ndarray:
+def apply_method(
+    method: Method,
+    noisy: np.ndarray,
+    settings: InferenceSettings,
+    *,
+    kind: str = "",
+    level: float = 0.0,
+    clamp: bool = True,
+) -> np.ndarray:
     """Denoised float image on the [0, 1] scale (clamped unless ``clamp`` is False, as in CT mode)."""
     from napari_clipdenoise.baselines import classical_denoise
 
@@ -335,9 +352,16 @@ def _row(results: dict, method: str, set_name: str, noise: str, level) -> dict:
 
 
 def evaluate(
-    sets: list[str | Path], methods: list[Method], *, mode: str = "synthetic",
-    noise: list[tuple[str, list[float]]] | None = None, settings: InferenceSettings | None = None,
-    limit: int | None = None, ct_min_hu: float = -1024.0, ct_max_hu: float = 3072.0, ct_include: str = "",
+    sets: list[str | Path],
+    methods: list[Method],
+    *,
+    mode: str = "synthetic",
+    noise: list[tuple[str, list[float]]] | None = None,
+    settings: InferenceSettings | None = None,
+    limit: int | None = None,
+    ct_min_hu: float = -1024.0,
+    ct_max_hu: float = 3072.0,
+    ct_include: str = "",
     progress: bool = False,
 ) -> dict:
     """Score ``methods`` on every set; return the JSON-ready result document."""
@@ -365,7 +389,7 @@ def evaluate(
     rows: dict = {}
     started = time.perf_counter()
     bar = None
-    for folder, set_name in zip(folders, names):
+    for folder, set_name in zip(folders, names, strict=True):
         if mode == "synthetic":
             items = synthetic_items(folder)[:limit]
             total = len(items) * sum(len(levels) for _, levels in noise) * len(methods)
@@ -389,11 +413,13 @@ def evaluate(
                         noisy = synthesize(clean01, kind, level)
                         for method in methods:
                             out = apply_method(method, noisy, settings, kind=kind, level=level)
-                            _row(rows, method.label, set_name, kind, level)["images"].append({
-                                "name": name,
-                                "psnr": metrics.reference_psnr(clean01, out),
-                                "ssim": metrics.reference_ssim(clean01, out),
-                            })
+                            _row(rows, method.label, set_name, kind, level)["images"].append(
+                                {
+                                    "name": name,
+                                    "psnr": metrics.reference_psnr(clean01, out),
+                                    "ssim": metrics.reference_ssim(clean01, out),
+                                }
+                            )
                             if bar is not None:
                                 bar.update(1)
             elif mode == "real":
@@ -406,7 +432,8 @@ def evaluate(
                     out = apply_method(method, noisy01, settings)
                     value_psnr, value_ssim = metrics.real_noise_metrics(clean8, out)
                     _row(rows, method.label, set_name, "real", None)["images"].append(
-                        {"name": name, "psnr": value_psnr, "ssim": value_ssim})
+                        {"name": name, "psnr": value_psnr, "ssim": value_ssim}
+                    )
                     if bar is not None:
                         bar.update(1)
             else:
@@ -418,9 +445,13 @@ def evaluate(
                 for method in methods:
                     out = apply_method(method, noisy, settings, clamp=False)  # the reference truncates in HU instead
                     out_hu = metrics.denormalize_ct(out, min_hu=ct_min_hu, max_hu=ct_max_hu)
-                    _row(rows, method.label, set_name, "ct", None)["images"].append({
-                        "name": name, "psnr": metrics.ct_psnr(target_hu, out_hu), "ssim": metrics.ct_ssim(target_hu, out_hu),
-                    })
+                    _row(rows, method.label, set_name, "ct", None)["images"].append(
+                        {
+                            "name": name,
+                            "psnr": metrics.ct_psnr(target_hu, out_hu),
+                            "ssim": metrics.ct_ssim(target_hu, out_hu),
+                        }
+                    )
                     if bar is not None:
                         bar.update(1)
         if bar is not None:
@@ -433,20 +464,24 @@ def evaluate(
         row["n_images"] = len(psnrs)
         row["mean_psnr"] = _finite_or_none(float(np.mean(psnrs)))
         row["mean_ssim"] = _finite_or_none(float(np.mean(ssims)))
-        row["images"] = [{"name": im["name"], "psnr": _finite_or_none(im["psnr"]), "ssim": _finite_or_none(im["ssim"])}
-                         for im in row["images"]]
+        row["images"] = [
+            {"name": im["name"], "psnr": _finite_or_none(im["psnr"]), "ssim": _finite_or_none(im["ssim"])}
+            for im in row["images"]
+        ]
         results.append(row)
     return {
         "protocol": settings.protocol,
         "mode": mode,
         "noise": [{"kind": k, "levels": levels} for k, levels in noise] if mode == "synthetic" else mode,
-        "sets": {name: str(folder) for name, folder in zip(names, folders)},
+        "sets": {name: str(folder) for name, folder in zip(names, folders, strict=True)},
         "methods": {m.label: {"kind": m.kind, "spec": m.spec, **m.info} for m in methods},
         "settings": {
-            "device": settings.device or "auto", "tile_size": settings.tile_size if settings.protocol == "tiled" else None,
+            "device": settings.device or "auto",
+            "tile_size": settings.tile_size if settings.protocol == "tiled" else None,
             "overlap": settings.overlap if settings.protocol == "tiled" else None,
             "precision": settings.precision if settings.protocol == "tiled" else "fp32",
-            "oracle_sigma": settings.oracle_sigma, "limit": limit,
+            "oracle_sigma": settings.oracle_sigma,
+            "limit": limit,
             **({"ct_min_hu": ct_min_hu, "ct_max_hu": ct_max_hu, "ct_include": ct_include} if mode == "ct" else {}),
         },
         "elapsed_s": round(time.perf_counter() - started, 2),
@@ -471,8 +506,11 @@ def markdown_tables(document: dict) -> str:
         if row["noise"] not in kinds:
             kinds.append(row["noise"])
     by_key = {(r["method"], r["set"], r["noise"], r["level"]): r for r in results}
-    out = [f"Protocol: {document['protocol']}, mode: {document['mode']}. Cells: PSNR (dB) / SSIM, mean over images;"
-           " best PSNR per column in bold.", ""]
+    out = [
+        f"Protocol: {document['protocol']}, mode: {document['mode']}. Cells: PSNR (dB) / SSIM, mean over images;"
+        " best PSNR per column in bold.",
+        "",
+    ]
     for kind in kinds:
         levels = []
         for row in results:
@@ -484,8 +522,11 @@ def markdown_tables(document: dict) -> str:
         out += [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         best = {}
         for column in columns:
-            values = [by_key[(m, *column[:1], kind, column[1])]["mean_psnr"] for m in methods
-                      if (m, column[0], kind, column[1]) in by_key]
+            values = [
+                by_key[(m, *column[:1], kind, column[1])]["mean_psnr"]
+                for m in methods
+                if (m, column[0], kind, column[1]) in by_key
+            ]
             values = [v for v in values if v is not None]
             best[column] = max(values) if values else None
         for method in methods:
@@ -509,26 +550,51 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score denoisers on the CLIPDenoising paper's protocol (PSNR/SSIM tables and per-image JSON).",
     )
     parser.add_argument("--sets", nargs="+", required=True, metavar="DIR", help="test sets: one folder each")
-    parser.add_argument("--methods", nargs="+", default=["noisy"], metavar="METHOD",
-                        help="noisy, nl_means, tv, wavelet, bm3d, checkpoint paths, installed model names")
-    parser.add_argument("--mode", choices=MODES, default="synthetic",
-                        help="synthetic (clean images + noise grid), real (noisy/clean pairs), ct (.npy slices)")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="reference",
-                        help="reference: whole image, pad 32 (the paper); tiled: the project's tiled inference")
-    parser.add_argument("--noise", nargs="+", default=["default"], metavar="KIND:LEVELS",
-                        help="default (the paper's grid) or e.g. gauss:15,25 spatial_gauss:50 poisson:2.5 speckle:0.1")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["noisy"],
+        metavar="METHOD",
+        help="noisy, nl_means, tv, wavelet, bm3d, checkpoint paths, installed model names",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="synthetic",
+        help="synthetic (clean images + noise grid), real (noisy/clean pairs), ct (.npy slices)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="reference",
+        help="reference: whole image, pad 32 (the paper); tiled: the project's tiled inference",
+    )
+    parser.add_argument(
+        "--noise",
+        nargs="+",
+        default=["default"],
+        metavar="KIND:LEVELS",
+        help="default (the paper's grid) or e.g. gauss:15,25 spatial_gauss:50 poisson:2.5 speckle:0.1",
+    )
     parser.add_argument("--out", default="eval_results", help="folder for results.md and results.json")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
     parser.add_argument("--tile-size", type=int, default=1024, help="tiled protocol: tile edge (multiple of 16)")
     parser.add_argument("--overlap", type=int, default=256, help="tiled protocol: tile overlap")
     parser.add_argument("--precision", default="fp32", help="tiled protocol: fp32, bf16, fp16 or auto")
-    parser.add_argument("--oracle-sigma", action="store_true",
-                        help="give classical methods the true sigma of Gaussian noise (default: estimated, blind)")
+    parser.add_argument(
+        "--oracle-sigma",
+        action="store_true",
+        help="give classical methods the true sigma of Gaussian noise (default: estimated, blind)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each set")
     parser.add_argument("--ct-min-hu", type=float, default=-1024.0)
-    parser.add_argument("--ct-max-hu", type=float, default=3072.0,
-                        help="CT de-normalisation maximum: 3072 (the convention, default) or 3096 (the reference's typo,"
-                             " to reproduce its numbers)")
+    parser.add_argument(
+        "--ct-max-hu",
+        type=float,
+        default=3072.0,
+        help="CT de-normalisation maximum: 3072 (the convention, default) or 3096 (the reference's typo,"
+        " to reproduce its numbers)",
+    )
     parser.add_argument("--ct-include", default="", help="CT: only files whose name contains this (e.g. L506)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--no-progress", action="store_true")
@@ -555,12 +621,20 @@ def main(argv: list[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         noise = parse_noise_specs(args.noise) if args.mode == "synthetic" else []
-        settings = InferenceSettings(args.protocol, args.device, args.tile_size, args.overlap, args.precision,
-                                     args.oracle_sigma)
+        settings = InferenceSettings(
+            args.protocol, args.device, args.tile_size, args.overlap, args.precision, args.oracle_sigma
+        )
         methods = resolve_methods(args.methods)
         document = evaluate(
-            args.sets, methods, mode=args.mode, noise=noise, settings=settings, limit=args.limit,
-            ct_min_hu=args.ct_min_hu, ct_max_hu=args.ct_max_hu, ct_include=args.ct_include,
+            args.sets,
+            methods,
+            mode=args.mode,
+            noise=noise,
+            settings=settings,
+            limit=args.limit,
+            ct_min_hu=args.ct_min_hu,
+            ct_max_hu=args.ct_max_hu,
+            ct_include=args.ct_include,
             progress=not args.no_progress,
         )
     except (EvaluationError, DataError, ValueError, FileNotFoundError, ImportError) as exc:

@@ -16,20 +16,23 @@ After the last period the LR stays at the last eta_min.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 
 def lr_at(
-    iteration: int, base_lr: float, periods: Sequence[int], eta_mins: Sequence[float],
+    iteration: int,
+    base_lr: float,
+    periods: Sequence[int],
+    eta_mins: Sequence[float],
     restart_weights: Sequence[float] | None = None,
 ) -> float:
     """Learning rate used for 1-based ``iteration``."""
     if restart_weights is None:
         restart_weights = [1.0] * len(periods)
     start = 0
-    for period, eta_min, weight in zip(periods, eta_mins, restart_weights):
+    for period, eta_min, weight in zip(periods, eta_mins, restart_weights, strict=True):
         if iteration <= start + period:
             progress = (iteration - start) / period
             return eta_min + weight * 0.5 * (base_lr - eta_min) * (1.0 + math.cos(math.pi * progress))
@@ -66,4 +69,7 @@ class CyclicCosineLR(torch.optim.lr_scheduler.LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        return [lr_at(self.last_epoch + 1, base, self.periods, self.eta_mins, self.restart_weights) for base in self.base_lrs]
+        return [
+            lr_at(self.last_epoch + 1, base, self.periods, self.eta_mins, self.restart_weights)
+            for base in self.base_lrs
+        ]

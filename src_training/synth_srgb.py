@@ -55,12 +55,14 @@ import numpy as np
 from scipy import ndimage
 
 #: XYZ -> camera matrices of four cameras (row-major 3x3), as in CBDNet's ISP code.
-XYZ2CAM = np.array([
-    [1.0234, -0.2969, -0.2266, -0.5625, 1.6328, -0.0469, -0.0703, 0.2188, 0.6406],
-    [0.4913, -0.0541, -0.0202, -0.613, 1.3513, 0.2906, -0.1564, 0.2151, 0.7183],
-    [0.838, -0.263, -0.0639, -0.2887, 1.0725, 0.2496, -0.0627, 0.1427, 0.5438],
-    [0.6596, -0.2079, -0.0562, -0.4782, 1.3016, 0.1933, -0.097, 0.1581, 0.5181],
-])
+XYZ2CAM = np.array(
+    [
+        [1.0234, -0.2969, -0.2266, -0.5625, 1.6328, -0.0469, -0.0703, 0.2188, 0.6406],
+        [0.4913, -0.0541, -0.0202, -0.613, 1.3513, 0.2906, -0.1564, 0.2151, 0.7183],
+        [0.838, -0.263, -0.0639, -0.2887, 1.0725, 0.2496, -0.0627, 0.1427, 0.5438],
+        [0.6596, -0.2079, -0.0562, -0.4782, 1.3016, 0.1933, -0.097, 0.1581, 0.5181],
+    ]
+)
 BAYER_PATTERNS = ("GRBG", "RGGB", "GBRG", "BGGR")
 N_CURVES = 201
 CURVE_SAMPLES = 1024
@@ -111,8 +113,13 @@ def parametric_response_curves(count: int = N_CURVES, samples: int = CURVE_SAMPL
     brightness = np.stack([_s_curve(np.power(x, 1.0 / g), p) for g, p in parametric_curve_parameters(count)])
     irradiance = np.broadcast_to(x, brightness.shape).copy()
     # the inverse tables are the forward ones swapped: an exact inverse of the interpolated curve
-    return ResponseCurves(irradiance, brightness, brightness.copy(), irradiance.copy(),
-                          f"generated parametric family ({count} curves, gamma 1-3, S-contrast 1-1.6)")
+    return ResponseCurves(
+        irradiance,
+        brightness,
+        brightness.copy(),
+        irradiance.copy(),
+        f"generated parametric family ({count} curves, gamma 1-3, S-contrast 1-1.6)",
+    )
 
 
 def load_dorf_curves(crf_mat: str | Path, icrf_mat: str | Path) -> ResponseCurves:
@@ -121,14 +128,20 @@ def load_dorf_curves(crf_mat: str | Path, icrf_mat: str | Path) -> ResponseCurve
 
     try:
         forward, inverse = loadmat(str(crf_mat)), loadmat(str(icrf_mat))
-        arrays = [np.asarray(forward["I"], np.float64), np.asarray(forward["B"], np.float64),
-                  np.asarray(inverse["invB"], np.float64), np.asarray(inverse["invI"], np.float64)]
+        arrays = [
+            np.asarray(forward["I"], np.float64),
+            np.asarray(forward["B"], np.float64),
+            np.asarray(inverse["invB"], np.float64),
+            np.asarray(inverse["invI"], np.float64),
+        ]
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(
             f"could not read response curves from {crf_mat} (keys I, B) and {icrf_mat} (keys invI, invB): {exc}"
         ) from exc
     if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 2:
-        raise ValueError(f"response-curve tables must all have the same (curves, samples) shape, got {[a.shape for a in arrays]}")
+        raise ValueError(
+            f"response-curve tables must all have the same (curves, samples) shape, got {[a.shape for a in arrays]}"
+        )
     return ResponseCurves(*arrays, source=f"DoRF ({Path(crf_mat).name}, {Path(icrf_mat).name})")
 
 
@@ -138,8 +151,8 @@ def bayer_masks(shape: tuple[int, int], pattern: str) -> tuple[np.ndarray, np.nd
     if pattern not in BAYER_PATTERNS:
         raise ValueError(f"pattern must be one of {', '.join(BAYER_PATTERNS)}, got {pattern!r}")
     masks = {c: np.zeros(shape, bool) for c in "RGB"}
-    for offset, colour in zip(((0, 0), (0, 1), (1, 0), (1, 1)), pattern):
-        masks[colour][offset[0]::2, offset[1]::2] = True
+    for offset, colour in zip(((0, 0), (0, 1), (1, 0), (1, 1)), pattern, strict=True):
+        masks[colour][offset[0] :: 2, offset[1] :: 2] = True
     return masks["R"], masks["G"], masks["B"]
 
 
@@ -158,13 +171,13 @@ def white_balance_mask(shape: tuple[int, int], pattern: str, red_gain: float, bl
 
 
 _G_AT_RB = np.array([[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0], [0, 0, -1, 0, 0]]) / 8.0
-_RB_AT_G_ROW = np.array(
-    [[0, 0, 0.5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0], [0, 0, 0.5, 0, 0]]
-) / 8.0  # the colour on the same row as this green site
+_RB_AT_G_ROW = (
+    np.array([[0, 0, 0.5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0], [0, 0, 0.5, 0, 0]]) / 8.0
+)  # the colour on the same row as this green site
 _RB_AT_G_COL = _RB_AT_G_ROW.T  # the colour on the same column
-_RB_AT_BR = np.array(
-    [[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0], [0, 0, -1.5, 0, 0]]
-) / 8.0  # R at B sites and B at R sites
+_RB_AT_BR = (
+    np.array([[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0], [0, 0, -1.5, 0, 0]]) / 8.0
+)  # R at B sites and B at R sites
 
 
 def demosaic_malvar(cfa: np.ndarray, pattern: str) -> np.ndarray:
@@ -208,8 +221,12 @@ def _apply_matrix(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def synthesize_srgb(
-    clean: np.ndarray, rng: np.random.Generator, curves: ResponseCurves, *,
-    sigma_s: float = SIGMA_S, sigma_c: float = SIGMA_C,
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    curves: ResponseCurves,
+    *,
+    sigma_s: float = SIGMA_S,
+    sigma_c: float = SIGMA_C,
 ) -> tuple[np.ndarray, dict]:
     """Noisy sRGB version of ``clean`` (``H x W x 3`` float in [0, 1]) and the drawn parameters.
 
@@ -240,8 +257,13 @@ def synthesize_srgb(
     xyz = np.clip(_apply_matrix(cam_noisy, np.linalg.inv(xyz2cam)), 0.0, 1.0)
     noisy = np.clip(curves.forward(xyz2rgb(xyz), curve), 0.0, 1.0)
     params = {
-        "curve": curve, "camera_weights": [float(w) for w in weights], "pattern": pattern,
-        "red_gain": red_gain, "blue_gain": blue_gain, "sigma_s": sigma_s, "sigma_c": sigma_c,
+        "curve": curve,
+        "camera_weights": [float(w) for w in weights],
+        "pattern": pattern,
+        "red_gain": red_gain,
+        "blue_gain": blue_gain,
+        "sigma_s": sigma_s,
+        "sigma_c": sigma_c,
     }
     return noisy, params
 
@@ -256,8 +278,15 @@ def image_rng(seed: int, name: str) -> np.random.Generator:
 
 
 def synthesize_folder(
-    clean_dir: str | Path, out_dir: str | Path, *, seed: int = 0, curves: ResponseCurves | None = None,
-    sigma_s: float = SIGMA_S, sigma_c: float = SIGMA_C, overwrite: bool = False, progress: bool = True,
+    clean_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    curves: ResponseCurves | None = None,
+    sigma_s: float = SIGMA_S,
+    sigma_c: float = SIGMA_C,
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> list[dict]:
     """Write a noisy PNG for every image of ``clean_dir`` into ``out_dir``; return the per-image log."""
     from .data import IMAGE_SUFFIXES, list_files, read_image, to_channels
@@ -313,11 +342,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.sigma_s < 0 or args.sigma_c < 0:
             raise ValueError("--sigma-s and --sigma-c must be >= 0")
         if args.write_curves:
-            np.savez(args.write_curves, irradiance=curves.irradiance, brightness=curves.brightness,
-                     inv_brightness=curves.inv_brightness, inv_irradiance=curves.inv_irradiance,
-                     source=np.array(curves.source))
-        log = synthesize_folder(args.clean, args.out, seed=args.seed, curves=curves, sigma_s=args.sigma_s,
-                                sigma_c=args.sigma_c, overwrite=args.overwrite, progress=not args.no_progress)
+            np.savez(
+                args.write_curves,
+                irradiance=curves.irradiance,
+                brightness=curves.brightness,
+                inv_brightness=curves.inv_brightness,
+                inv_irradiance=curves.inv_irradiance,
+                source=np.array(curves.source),
+            )
+        log = synthesize_folder(
+            args.clean,
+            args.out,
+            seed=args.seed,
+            curves=curves,
+            sigma_s=args.sigma_s,
+            sigma_c=args.sigma_c,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
     except ValueError as exc:  # DataError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Train or fine-tune a CLIPDenoiser decoder: ``python -m src_training.train CONFIG``.
+r"""Train or fine-tune a CLIPDenoiser decoder: ``python -m src_training.train CONFIG``.
 
 CONFIG is a shipped recipe (``gaussian15``, ``srgb``, ``ldct``) or a TOML file.
 Every field can be overridden: ``--set table.field=VALUE`` or the shortcuts below.
@@ -39,8 +39,16 @@ from pathlib import Path
 import numpy as np
 
 from .config import (
-    RECIPE_NAMES, RESUMABLE_OVERRIDES, ConfigError, load_config, output_dir, parse_override, parse_value, set_field,
-    to_toml, validate,
+    RECIPE_NAMES,
+    RESUMABLE_OVERRIDES,
+    ConfigError,
+    load_config,
+    output_dir,
+    parse_override,
+    parse_value,
+    set_field,
+    to_toml,
+    validate,
 )
 from .data import DataError
 
@@ -105,12 +113,19 @@ def build_network(config: dict):
 
     from napari_clipdenoise.errors import CheckpointError
     from napari_clipdenoise.model.checkpoints import (
-        fetch_clip_encoder_weights_open_clip, file_sha256, load_checkpoint, load_clip_encoder_weights,
+        fetch_clip_encoder_weights_open_clip,
+        file_sha256,
+        load_checkpoint,
+        load_clip_encoder_weights,
     )
     from napari_clipdenoise.model.network import CLIPDenoiser, NetworkConfig, init_random_weights
 
     model = config["model"]
-    clip_weights, init_checkpoint, random_encoder = model["clip_weights"], model["init_checkpoint"], model["random_encoder"]
+    clip_weights, init_checkpoint, random_encoder = (
+        model["clip_weights"],
+        model["init_checkpoint"],
+        model["random_encoder"],
+    )
     chosen = [bool(clip_weights), bool(init_checkpoint), bool(random_encoder)]
     if sum(chosen) == 0:
         raise TrainingError(
@@ -124,7 +139,10 @@ def build_network(config: dict):
     if sum(chosen) > 1:
         raise TrainingError(
             "choose one encoder source: --clip-weights, --init-checkpoint or --random-encoder (got "
-            + ", ".join(n for n, c in zip(("clip weights", "init checkpoint", "random encoder"), chosen) if c) + ")"
+            + ", ".join(
+                n for n, c in zip(("clip weights", "init checkpoint", "random encoder"), chosen, strict=True) if c
+            )
+            + ")"
         )
     torch.manual_seed(config["seed"])
     source: dict = {"random_encoder": bool(random_encoder)}
@@ -137,24 +155,35 @@ def build_network(config: dict):
                 f" recipe asks for {model['in_channels']}->{model['out_channels']}; set model.in_channels/out_channels"
                 " to match or use another checkpoint"
             )
-        network = CLIPDenoiser(NetworkConfig(
-            model["in_channels"], model["out_channels"], bias=loaded_config.bias, feature_aug_level=model["aug_level"],
-        ))
+        network = CLIPDenoiser(
+            NetworkConfig(
+                model["in_channels"],
+                model["out_channels"],
+                bias=loaded_config.bias,
+                feature_aug_level=model["aug_level"],
+            )
+        )
         network.load_state_dict(loaded.network.state_dict())
         source["init_checkpoint"] = {
-            "file": Path(init_checkpoint).name, "format": loaded.format,
+            "file": Path(init_checkpoint).name,
+            "format": loaded.format,
             "sha256": loaded.metadata.get("source_sha256") or file_sha256(init_checkpoint),
             "random_encoder": bool(loaded.metadata.get("random_encoder", False)),
         }
         source["random_encoder"] = source["init_checkpoint"]["random_encoder"]
     else:
-        network = CLIPDenoiser(NetworkConfig(
-            model["in_channels"], model["out_channels"], bias=False, feature_aug_level=model["aug_level"],
-        ))
+        network = CLIPDenoiser(
+            NetworkConfig(
+                model["in_channels"],
+                model["out_channels"],
+                bias=False,
+                feature_aug_level=model["aug_level"],
+            )
+        )
         if random_encoder:
             decoder = {k: v.clone() for k, v in network.state_dict().items() if not k.startswith("encoder.")}
             init_random_weights(network, config["seed"])
-            network.load_state_dict(decoder, strict=False)
+            network.load_state_dict(decoder, strict=True)
         elif str(clip_weights) == "open_clip":
             network.encoder.load_state_dict(fetch_clip_encoder_weights_open_clip())
             source["clip_weights"] = {"source": "open_clip RN50-quickgelu pretrained=openai"}
@@ -179,8 +208,13 @@ def capture_rng_state() -> dict:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"name": name, "keys": [int(k) for k in keys], "pos": int(pos), "has_gauss": int(has_gauss),
-                  "cached_gaussian": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": [int(k) for k in keys],
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -193,8 +227,15 @@ def restore_rng_state(state: dict) -> None:
 
     random.setstate(_as_tuple(state["python"]))
     legacy = state["numpy"]
-    np.random.set_state((legacy["name"], np.asarray(legacy["keys"], np.uint32), legacy["pos"], legacy["has_gauss"],
-                         legacy["cached_gaussian"]))
+    np.random.set_state(
+        (
+            legacy["name"],
+            np.asarray(legacy["keys"], np.uint32),
+            legacy["pos"],
+            legacy["has_gauss"],
+            legacy["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -213,7 +254,9 @@ class RunLog:
         rows = []
         if start_iteration and self.path.is_file():  # resuming: drop rows past the resumed iteration
             with open(self.path, newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if r.get("iteration") and int(r["iteration"]) <= start_iteration]
+                rows = [
+                    r for r in csv.DictReader(handle) if r.get("iteration") and int(r["iteration"]) <= start_iteration
+                ]
         with open(self.path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, LOG_COLUMNS)
             writer.writeheader()
@@ -282,8 +325,14 @@ def validate_psnr(network, val_set, device) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def train(config: dict, *, resume: str | Path | None = None, stop_after: int | None = None,
-          progress: bool | None = None, log=print) -> dict:
+def train(
+    config: dict,
+    *,
+    resume: str | Path | None = None,
+    stop_after: int | None = None,
+    progress: bool | None = None,
+    log=print,
+) -> dict:
     """Run training from ``config`` (or continue ``resume``); return a summary dict.
 
     ``stop_after`` ends the run after that iteration as an interruption would
@@ -328,7 +377,10 @@ def train(config: dict, *, resume: str | Path | None = None, stop_after: int | N
 
     parameters = network.trainable_parameters()
     optimizer = torch.optim.AdamW(
-        parameters, lr=train_cfg["lr"], betas=tuple(train_cfg["betas"]), weight_decay=train_cfg["weight_decay"],
+        parameters,
+        lr=train_cfg["lr"],
+        betas=tuple(train_cfg["betas"]),
+        weight_decay=train_cfg["weight_decay"],
     )
     schedule = config["schedule"]
     total = int(train_cfg["iterations"])
@@ -348,7 +400,8 @@ def train(config: dict, *, resume: str | Path | None = None, stop_after: int | N
     (folder / "config.toml").write_text(to_toml(config))
 
     autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if train_cfg["precision"] == "bf16"
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if train_cfg["precision"] == "bf16"
         else contextlib.nullcontext()
     )
     run_log = RunLog(folder, start, bool(out_cfg["tensorboard"]))
@@ -374,13 +427,23 @@ def train(config: dict, *, resume: str | Path | None = None, stop_after: int | N
 
     def save_state(iteration: int, elapsed: float) -> Path:
         path = folder / STATE_FILE
-        _atomic_torch_save({
-            "format": STATE_FORMAT, "version": 1, "iteration": iteration, "config": config,
-            "network_config": network.config.to_dict(),
-            "network": {k: v.detach().cpu() for k, v in network.state_dict().items()},
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "sampler": sampler.state_dict(), "rng": capture_rng_state(), "source": source, "elapsed_s": elapsed,
-        }, path)
+        _atomic_torch_save(
+            {
+                "format": STATE_FORMAT,
+                "version": 1,
+                "iteration": iteration,
+                "config": config,
+                "network_config": network.config.to_dict(),
+                "network": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "sampler": sampler.state_dict(),
+                "rng": capture_rng_state(),
+                "source": source,
+                "elapsed_s": elapsed,
+            },
+            path,
+        )
         return path
 
     clip_norm = float(train_cfg["grad_clip_norm"])
@@ -427,15 +490,21 @@ def train(config: dict, *, resume: str | Path | None = None, stop_after: int | N
                 val_psnr = f"{last_val:.4f}"
             if (out_cfg["log_every"] and iteration % out_cfg["log_every"] == 0) or at_end or val_psnr:
                 now = time.perf_counter()
-                run_log.write({
-                    "iteration": iteration, "loss": f"{window_loss / max(window_count, 1):.6f}", "lr": f"{lr:.6e}",
-                    "val_psnr": val_psnr,
-                    "throughput": f"{window_count * sampler.batch_size / max(now - window_start, 1e-9):.3f}",
-                    "elapsed_s": f"{elapsed:.1f}",
-                })
+                run_log.write(
+                    {
+                        "iteration": iteration,
+                        "loss": f"{window_loss / max(window_count, 1):.6f}",
+                        "lr": f"{lr:.6e}",
+                        "val_psnr": val_psnr,
+                        "throughput": f"{window_count * sampler.batch_size / max(now - window_start, 1e-9):.3f}",
+                        "elapsed_s": f"{elapsed:.1f}",
+                    }
+                )
                 window_loss, window_count, window_start = 0.0, 0, now
             if out_cfg["checkpoint_every"] and iteration % out_cfg["checkpoint_every"] == 0 and iteration != total:
-                save_checkpoint(network, folder / f"{config['name']}_iter{iteration:07d}.safetensors", metadata(iteration))
+                save_checkpoint(
+                    network, folder / f"{config['name']}_iter{iteration:07d}.safetensors", metadata(iteration)
+                )
                 save_state(iteration, elapsed)
             if iteration == stop_after and iteration != total:
                 stopped = "stopped"
@@ -452,8 +521,14 @@ def train(config: dict, *, resume: str | Path | None = None, stop_after: int | N
     elapsed = elapsed_before + time.perf_counter() - began
     state_path = save_state(iteration, elapsed)
     summary = {
-        "iterations": iteration, "total": total, "status": stopped, "final_loss": last_loss,
-        "val_psnr": last_val, "elapsed_s": elapsed, "state": str(state_path), "output_dir": str(folder),
+        "iterations": iteration,
+        "total": total,
+        "status": stopped,
+        "final_loss": last_loss,
+        "val_psnr": last_val,
+        "elapsed_s": elapsed,
+        "state": str(state_path),
+        "output_dir": str(folder),
     }
     if stopped in ("completed", "time_limit"):
         extra = {"final_loss": last_loss, "stopped_early": stopped == "time_limit"}
@@ -462,10 +537,11 @@ def train(config: dict, *, resume: str | Path | None = None, stop_after: int | N
         path = folder / f"{config['name']}.safetensors"
         save_checkpoint(network, path, metadata(iteration, **extra))
         summary["checkpoint"] = str(path)
-        log(f"wrote {path} ({iteration} iterations; load it with clipdenoise/napari or"
-            f" napari_clipdenoise.load_model)")
+        log(f"wrote {path} ({iteration} iterations; load it with clipdenoise/napari or napari_clipdenoise.load_model)")
     else:
-        log(f"stopped at iteration {iteration} of {total}; continue with: python -m src_training.train --resume {folder}")
+        log(
+            f"stopped at iteration {iteration} of {total}; continue with: python -m src_training.train --resume {folder}"
+        )
     with open(folder / "summary.json", "w") as handle:
         json.dump(summary, handle, indent=2)
     return summary
@@ -482,8 +558,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("config", nargs="?", help="recipe name (gaussian15, srgb, ldct) or path to a TOML file")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override any config field (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override any config field (repeatable)",
+    )
     parser.add_argument("--data", help="folder of clean training images (data.train)")
     parser.add_argument("--noisy", help="folder of noisy images paired by file name (data.noisy, pairs recipes)")
     parser.add_argument("--val-data", help="folder of clean validation images (data.val)")
@@ -496,18 +578,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", help="random seed (seed)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (train.device)")
     parser.add_argument("--precision", help="fp32 or bf16 autocast (train.precision)")
-    parser.add_argument("--clip-weights", help="CLIP RN50 weights: RN50.pt, open_clip .bin/.safetensors, or 'open_clip'")
-    parser.add_argument("--init-checkpoint", help="fine-tune from this checkpoint (reference .pth or project .safetensors)")
-    parser.add_argument("--random-encoder", action="store_true",
-                        help="random encoder weights instead of CLIP (tests/ablations only; recorded in the checkpoint)")
-    parser.add_argument("--encoder-bn", help="reference (BN in train mode, as the authors) or frozen (model.encoder_bn)")
+    parser.add_argument(
+        "--clip-weights", help="CLIP RN50 weights: RN50.pt, open_clip .bin/.safetensors, or 'open_clip'"
+    )
+    parser.add_argument(
+        "--init-checkpoint", help="fine-tune from this checkpoint (reference .pth or project .safetensors)"
+    )
+    parser.add_argument(
+        "--random-encoder",
+        action="store_true",
+        help="random encoder weights instead of CLIP (tests/ablations only; recorded in the checkpoint)",
+    )
+    parser.add_argument(
+        "--encoder-bn", help="reference (BN in train mode, as the authors) or frozen (model.encoder_bn)"
+    )
     parser.add_argument("--threads", help="CPU threads for torch (train.threads; 0 = default)")
     parser.add_argument("--max-minutes", help="stop after this wall time and write the final checkpoint")
     parser.add_argument("--checkpoint-every", help="write a checkpoint every N iterations (output.checkpoint_every)")
     parser.add_argument("--val-every", help="validate every N iterations (output.val_every)")
     parser.add_argument("--log-every", help="log a CSV row every N iterations (output.log_every)")
-    parser.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
-                        help="continue from a run folder or its state_latest.pt (default: the configured run folder)")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="RUN",
+        help="continue from a run folder or its state_latest.pt (default: the configured run folder)",
+    )
     parser.add_argument("--stop-after", type=int, help="stop after this iteration as if interrupted (resumable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
@@ -519,8 +616,23 @@ def resolve_from_args(args: argparse.Namespace) -> tuple[dict, Path | None]:
     for option, field in SHORTCUTS.items():
         value = getattr(args, option)
         if value is not None:
-            overrides.append((field, parse_value(value) if field not in ("data.train", "data.noisy", "data.val",
-                              "output.dir", "name", "model.clip_weights", "model.init_checkpoint") else value))
+            overrides.append(
+                (
+                    field,
+                    parse_value(value)
+                    if field
+                    not in (
+                        "data.train",
+                        "data.noisy",
+                        "data.val",
+                        "output.dir",
+                        "name",
+                        "model.clip_weights",
+                        "model.init_checkpoint",
+                    )
+                    else value,
+                )
+            )
     if args.random_encoder:
         overrides.append(("model.random_encoder", True))
     resume_path = None
@@ -528,8 +640,9 @@ def resolve_from_args(args: argparse.Namespace) -> tuple[dict, Path | None]:
         if args.resume:
             resume_path = Path(args.resume).expanduser()
         elif args.config:
-            resume_path = output_dir(load_config(args.config, [o for o in overrides if o[0] in RESUMABLE_OVERRIDES
-                                                               or o[0] == "name"]))
+            resume_path = output_dir(
+                load_config(args.config, [o for o in overrides if o[0] in RESUMABLE_OVERRIDES or o[0] == "name"])
+            )
         else:
             raise ConfigError("--resume needs the run folder (or a CONFIG whose output folder holds the run)")
         state = load_state(resume_path)

@@ -87,8 +87,10 @@ class RefConvBlock(nn.Module):
     def __init__(self, cin, cout, slope=0.2, bias=False):
         super().__init__()
         self.block = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=bias), nn.LeakyReLU(slope, inplace=False),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=bias), nn.LeakyReLU(slope, inplace=False),
+            nn.Conv2d(cin, cout, 3, padding=1, bias=bias),
+            nn.LeakyReLU(slope, inplace=False),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=bias),
+            nn.LeakyReLU(slope, inplace=False),
         )
 
     def forward(self, x):
@@ -115,13 +117,15 @@ class RefCLIPDenoising(nn.Module):
         if inp_channels == 1:
             self.first = nn.Conv2d(1, 3, 1, bias=bias)
         self.encoder = RefEncoder()
-        self.up_path = nn.ModuleList([
-            RefUpBlock(1024, 512, bias, cat=False),
-            RefUpBlock(512 + 512, 256, bias),
-            RefUpBlock(256 + 256, 128, bias),
-            RefUpBlock(128 + 64, 64, bias),
-            RefUpBlock(64 + 3, 64, bias),
-        ])
+        self.up_path = nn.ModuleList(
+            [
+                RefUpBlock(1024, 512, bias, cat=False),
+                RefUpBlock(512 + 512, 256, bias),
+                RefUpBlock(256 + 256, 128, bias),
+                RefUpBlock(128 + 64, 64, bias),
+                RefUpBlock(64 + 3, 64, bias),
+            ]
+        )
         self.last = nn.Conv2d(64, out_channels, 3, padding=1, bias=bias)
 
     def forward(self, x):

@@ -6,6 +6,7 @@ import pickle
 import pytest
 import torch
 
+from napari_clipdenoise._version import __version__
 from napari_clipdenoise.errors import CheckpointError
 from napari_clipdenoise.model.checkpoints import (
     load_checkpoint,
@@ -22,7 +23,6 @@ from napari_clipdenoise.model.testing import (
     write_clip_torchscript,
     write_reference_checkpoint,
 )
-from napari_clipdenoise._version import __version__
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -157,8 +157,9 @@ def test_torchscript_only_when_trusted(tmp_path):
 
 
 def test_clip_file_with_wrong_shapes(tmp_path):
-    from napari_clipdenoise.model.testing import clip_visual_state_dict
     from safetensors.torch import save_file
+
+    from napari_clipdenoise.model.testing import clip_visual_state_dict
 
     state = clip_visual_state_dict()
     state["visual.conv1.weight"] = torch.zeros(16, 3, 3, 3, dtype=torch.float16)

@@ -26,7 +26,11 @@ SHAPE, CHUNKS = (4, 96, 96), (1, 48, 48)
 def client():
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        host="127.0.0.1",
+        dashboard_address=None,
     )
     with distributed.Client(cluster) as client:
         yield client
@@ -90,13 +94,20 @@ def finished(output_path):
 def test_cluster_output_equals_whole_volume_denoise(client, tmp_path, volume, reference, gray_checkpoint):
     source = make_input(tmp_path / "in.zarr", volume)
     seen = []
-    report = run(source, tmp_path / "out.zarr", gray_checkpoint, scheduler=client,
-                 progress=lambda done, total, stats: seen.append((done, total, stats["mpx_per_s"])))
+    report = run(
+        source,
+        tmp_path / "out.zarr",
+        gray_checkpoint,
+        scheduler=client,
+        progress=lambda done, total, stats: seen.append((done, total, stats["mpx_per_s"])),
+    )
     output = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
     assert output.shape == volume.shape and output.chunks == CHUNKS and output.dtype == volume.dtype
     difference = np.abs(output[:].astype(np.int64) - reference.astype(np.int64)).max()
-    print(f"max |cluster - whole denoise()| = {difference}; {report['blocks_done']} blocks,"
-          f" {report['mpx_per_s']:.4f} Mpx/s, read overhead {report['read_overhead']:.2f}")
+    print(
+        f"max |cluster - whole denoise()| = {difference}; {report['blocks_done']} blocks,"
+        f" {report['mpx_per_s']:.4f} Mpx/s, read overhead {report['read_overhead']:.2f}"
+    )
     assert difference == 0
     assert report["blocks_total"] == 16 and report["blocks_done"] == 16 and report["blocks_skipped"] == 0
     assert report["complete"] and report["megapixels"] == pytest.approx(volume.size / 1e6)
@@ -151,8 +162,14 @@ def test_interrupted_run_resumes_without_redoing_finished_blocks(client, tmp_pat
     output_path = tmp_path / "out.zarr"
     progressed = []
     with pytest.raises(DenoiseCancelled) as caught:
-        run(source, output_path, gray_checkpoint, scheduler=client,
-            progress=lambda done, total: progressed.append(done), cancel=lambda: len(progressed) > 3)
+        run(
+            source,
+            output_path,
+            gray_checkpoint,
+            scheduler=client,
+            progress=lambda done, total: progressed.append(done),
+            cancel=lambda: len(progressed) > 3,
+        )
     assert not caught.value.report["complete"]
     deadline = time.monotonic() + 60
     while any(client.run(executing).values()) and time.monotonic() < deadline:
@@ -199,9 +216,25 @@ def test_cli_scheduler_address_end_to_end(client, tmp_path, volume, reference, g
 
     install_model(gray_checkpoint, "gray-test")
     source = make_input(tmp_path / "stack.zarr", volume)
-    argv = ["denoise", str(source), "--model", "gray-test", "--scheduler", client.scheduler.address,
-            "--axes", "ZYX", "--tile-size", str(TILE), "--overlap", str(OVERLAP), "--device", "cpu",
-            "--precision", "fp32", "-q"]
+    argv = [
+        "denoise",
+        str(source),
+        "--model",
+        "gray-test",
+        "--scheduler",
+        client.scheduler.address,
+        "--axes",
+        "ZYX",
+        "--tile-size",
+        str(TILE),
+        "--overlap",
+        str(OVERLAP),
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "-q",
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     output = tmp_path / "stack_denoised.zarr"
     np.testing.assert_array_equal(zarr.open_array(str(output), mode="r")[:], reference)

@@ -14,10 +14,16 @@ from napari_clipdenoise.inference.tiling import plan_tiles
 
 @settings(max_examples=60, deadline=None)
 @given(
-    depth=st.integers(1, 5), height=st.integers(1, 300), width=st.integers(1, 300),
-    unit_z=st.integers(1, 3), unit_y=st.integers(1, 120), unit_x=st.integers(1, 120),
-    tile=st.sampled_from([None, 32, 48, 64, 128]), overlap=st.sampled_from([0, 8, 16, 31]),
-    halo=st.sampled_from([None, 0, 16, 40]), block_size=st.integers(1, 400),
+    depth=st.integers(1, 5),
+    height=st.integers(1, 300),
+    width=st.integers(1, 300),
+    unit_z=st.integers(1, 3),
+    unit_y=st.integers(1, 120),
+    unit_x=st.integers(1, 120),
+    tile=st.sampled_from([None, 32, 48, 64, 128]),
+    overlap=st.sampled_from([0, 8, 16, 31]),
+    halo=st.sampled_from([None, 0, 16, 40]),
+    block_size=st.integers(1, 400),
 )
 def test_blocks_tile_the_array_once_in_whole_units(
     depth, height, width, unit_z, unit_y, unit_x, tile, overlap, halo, block_size
@@ -30,7 +36,7 @@ def test_blocks_tile_the_array_once_in_whole_units(
     for block in plan:
         covered[block.core_slices()] += 1
         keys.add(block.key)
-        for axis, ((c0, c1), (r0, r1), u) in enumerate(zip(block.core, block.read, unit)):
+        for axis, ((c0, c1), (r0, r1), u) in enumerate(zip(block.core, block.read, unit, strict=True)):
             assert c0 % u == 0 and (c1 % u == 0 or c1 == shape[axis])  # whole chunks/shards only: one writer each
             assert r0 <= c0 < c1 <= r1 <= shape[axis]
             if axis == 0:
@@ -43,8 +49,13 @@ def test_blocks_tile_the_array_once_in_whole_units(
 
 
 @settings(max_examples=300, deadline=None)
-@given(length=st.integers(1, 2000), tile=st.sampled_from([32, 48, 64, 80, 256, 1024]),
-       overlap=st.sampled_from([0, 16, 20, 64]), start=st.integers(0, 1999), size=st.integers(1, 300))
+@given(
+    length=st.integers(1, 2000),
+    tile=st.sampled_from([32, 48, 64, 80, 256, 1024]),
+    overlap=st.sampled_from([0, 16, 20, 64]),
+    start=st.integers(0, 1999),
+    size=st.integers(1, 300),
+)
 def test_exact_read_range_gives_a_block_the_whole_images_tiles_and_weights(length, tile, overlap, start, size):
     """The block's own tile plan over its read range has exactly the whole image's tiles that touch its
     output range, with the same blending weights there (the edge-flush last tile included)."""
@@ -87,7 +98,9 @@ def test_importing_the_package_loads_neither_torch_nor_dask():
     import subprocess
     import sys
 
-    code = ("import sys, napari_clipdenoise.distributed as d; d.plan_blocks;"
-            " print(sorted(m for m in ('torch', 'dask', 'distributed', 'zarr') if m in sys.modules))")
+    code = (
+        "import sys, napari_clipdenoise.distributed as d; d.plan_blocks;"
+        " print(sorted(m for m in ('torch', 'dask', 'distributed', 'zarr') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

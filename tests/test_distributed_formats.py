@@ -16,7 +16,6 @@ from napari_clipdenoise import denoise
 from napari_clipdenoise.distributed import denoise_zarr
 from napari_clipdenoise.errors import DenoiseCancelled, ModelNotInstalledError
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -30,8 +29,11 @@ def two_channel_level0():
 
 def write_ome(path, level0, version):
     """A two-level OME-Zarr image (CYX): 0.5 in zarr v3, 0.4 in zarr v2."""
-    axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space", "unit": "micrometer"},
-            {"name": "x", "type": "space", "unit": "micrometer"}]
+    axes = [
+        {"name": "c", "type": "channel"},
+        {"name": "y", "type": "space", "unit": "micrometer"},
+        {"name": "x", "type": "space", "unit": "micrometer"},
+    ]
     datasets = [
         {"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [1.0, 0.5 * 2**i, 0.5 * 2**i]}]}
         for i in range(2)
@@ -85,8 +87,15 @@ def test_dask_rgb_input_with_a_registry_name(tmp_path, installed_gaussian15, rgb
     from skimage import data
 
     image = data.astronaut()[::8, ::8][:64, :64]
-    report = denoise_zarr(da.from_array(image, chunks=(32, 32, 3)), tmp_path / "out.zarr", "gaussian15",
-                          tile_size=32, overlap=16, precision="fp32", block_size=32)
+    report = denoise_zarr(
+        da.from_array(image, chunks=(32, 32, 3)),
+        tmp_path / "out.zarr",
+        "gaussian15",
+        tile_size=32,
+        overlap=16,
+        precision="fp32",
+        block_size=32,
+    )
     expected = denoise(image, rgb_checkpoint, tile_size=32, overlap=16, precision="fp32")
     output = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
     assert output.chunks == (32, 32, 3) and output.dtype == np.uint8
@@ -99,8 +108,14 @@ def test_local_cluster_scheduler_string(tmp_path, gray_checkpoint):
     pytest.importorskip("distributed")
     image = (np.arange(2 * 32 * 32).reshape(2, 32, 32) % 997).astype(np.uint16)
     zarr.create_array(str(tmp_path / "in.zarr"), data=image, chunks=(1, 32, 32))
-    report = denoise_zarr(str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), str(gray_checkpoint),
-                          scheduler="local:1", tile_size=None, precision="fp32")
+    report = denoise_zarr(
+        str(tmp_path / "in.zarr"),
+        str(tmp_path / "out.zarr"),
+        str(gray_checkpoint),
+        scheduler="local:1",
+        tile_size=None,
+        precision="fp32",
+    )
     assert report["scheduler"] == "LocalCluster (1 worker process)" and report["blocks_done"] == 2
     expected = denoise(image, gray_checkpoint, axes="ZYX", tile_size=None, precision="fp32")
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], expected)
@@ -154,8 +169,13 @@ def test_bad_inputs_say_what_to_do(tmp_path, small_input, gray_checkpoint):
     for scheduler, message in (("nowhere", "scheduler must be"), ("local:0", "local:N"), (3, "scheduler must be")):
         with pytest.raises((ValueError, TypeError), match=message):
             denoise_zarr(str(small_input), str(tmp_path / f"o{scheduler}.zarr"), model, scheduler=scheduler)
-    bad_options = (({"tile_size": 40}, "multiple of 16"), ({"overlap": 64, "tile_size": 64}, "overlap"),
-                   ({"precision": "fp64"}, "precision"), ({"halo": -3}, "halo"), ({"batch_size": 0}, "batch_size"))
+    bad_options = (
+        ({"tile_size": 40}, "multiple of 16"),
+        ({"overlap": 64, "tile_size": 64}, "overlap"),
+        ({"precision": "fp64"}, "precision"),
+        ({"halo": -3}, "halo"),
+        ({"batch_size": 0}, "batch_size"),
+    )
     for option, message in bad_options:
         with pytest.raises(ValueError, match=message):
             denoise_zarr(str(small_input), str(tmp_path / "o.zarr"), model, **option)
@@ -167,11 +187,19 @@ def test_cancel_event_in_process_keeps_finished_blocks(tmp_path, gray_checkpoint
     zarr.create_array(str(tmp_path / "in.zarr"), data=image, chunks=(1, 32, 32))
     stop = threading.Event()
     with pytest.raises(DenoiseCancelled) as caught:
-        denoise_zarr(str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), str(gray_checkpoint), tile_size=None,
-                     precision="fp32", cancel=stop, progress=lambda done, total: done == 1 and stop.set())
+        denoise_zarr(
+            str(tmp_path / "in.zarr"),
+            str(tmp_path / "out.zarr"),
+            str(gray_checkpoint),
+            tile_size=None,
+            precision="fp32",
+            cancel=stop,
+            progress=lambda done, total: done == 1 and stop.set(),
+        )
     assert caught.value.report["blocks_done"] == 1 and not caught.value.report["complete"]
-    report = denoise_zarr(str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), str(gray_checkpoint),
-                          tile_size=None, precision="fp32")
+    report = denoise_zarr(
+        str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), str(gray_checkpoint), tile_size=None, precision="fp32"
+    )
     assert (report["blocks_skipped"], report["blocks_done"]) == (1, 2)
     expected = denoise(image, gray_checkpoint, axes="ZYX", tile_size=None, precision="fp32")
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], expected)
@@ -181,8 +209,15 @@ def test_odd_sizes_and_chunks_off_the_16_pixel_grid_are_exact(tmp_path, gray_che
     """Chunks of 24 x 20 px on a 70 x 53 float image: block edges fall between tiles, the image edge mid-tile."""
     image = np.random.default_rng(5).random((70, 53)).astype(np.float32)
     zarr.create_array(str(tmp_path / "in.zarr"), data=image, chunks=(24, 20))
-    report = denoise_zarr(str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), str(gray_checkpoint), tile_size=32,
-                          overlap=16, precision="fp32", block_size=24)
+    report = denoise_zarr(
+        str(tmp_path / "in.zarr"),
+        str(tmp_path / "out.zarr"),
+        str(gray_checkpoint),
+        tile_size=32,
+        overlap=16,
+        precision="fp32",
+        block_size=24,
+    )
     assert report["blocks_total"] == 9 and report["halo"] == "exact"
     expected = denoise(image, gray_checkpoint, tile_size=32, overlap=16, precision="fp32")
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"), mode="r")[:], expected)
@@ -191,18 +226,34 @@ def test_odd_sizes_and_chunks_off_the_16_pixel_grid_are_exact(tmp_path, gray_che
 def test_fixed_intensity_range_and_output_dtype(tmp_path, gray_checkpoint):
     image = (np.arange(2 * 32 * 32).reshape(2, 32, 32) % 701).astype(np.int16) - 300
     zarr.create_array(str(tmp_path / "in.zarr"), data=image, chunks=(1, 32, 32))
-    report = denoise_zarr(str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), str(gray_checkpoint),
-                          tile_size=None, precision="fp32", intensity_range=(-1024, 3072), output_dtype="float32")
+    report = denoise_zarr(
+        str(tmp_path / "in.zarr"),
+        str(tmp_path / "out.zarr"),
+        str(gray_checkpoint),
+        tile_size=None,
+        precision="fp32",
+        intensity_range=(-1024, 3072),
+        output_dtype="float32",
+    )
     assert report["intensity_ranges"] == [{"channels": [0], "low": -1024.0, "high": 3072.0}]
-    expected = denoise(image, gray_checkpoint, axes="ZYX", tile_size=None, precision="fp32",
-                       intensity_range=(-1024, 3072), output_dtype="float32")
+    expected = denoise(
+        image,
+        gray_checkpoint,
+        axes="ZYX",
+        tile_size=None,
+        precision="fp32",
+        intensity_range=(-1024, 3072),
+        output_dtype="float32",
+    )
     output = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
     assert output.dtype == np.float32
     np.testing.assert_array_equal(output[:], expected)
     with pytest.raises(ValueError, match="low < high"):
-        denoise_zarr(str(tmp_path / "in.zarr"), str(tmp_path / "other.zarr"), str(gray_checkpoint),
-                     intensity_range=(5, 5))
+        denoise_zarr(
+            str(tmp_path / "in.zarr"), str(tmp_path / "other.zarr"), str(gray_checkpoint), intensity_range=(5, 5)
+        )
     with pytest.raises(TypeError, match="output_dtype"):
-        denoise_zarr(str(tmp_path / "in.zarr"), str(tmp_path / "other.zarr"), str(gray_checkpoint),
-                     output_dtype="complex64")
+        denoise_zarr(
+            str(tmp_path / "in.zarr"), str(tmp_path / "other.zarr"), str(gray_checkpoint), output_dtype="complex64"
+        )
     assert not (tmp_path / "other.zarr").exists()

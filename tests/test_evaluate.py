@@ -20,8 +20,15 @@ import skimage.data
 from scipy import ndimage, signal
 
 from src_training.evaluate import (
-    EvaluationError, InferenceSettings, Method, apply_method, evaluate, markdown_tables, parse_noise_specs,
-    resolve_methods, synthesize,
+    EvaluationError,
+    InferenceSettings,
+    Method,
+    apply_method,
+    evaluate,
+    markdown_tables,
+    parse_noise_specs,
+    resolve_methods,
+    synthesize,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,14 +102,24 @@ def independent_ssim(a255: np.ndarray, b255: np.ndarray) -> float:
 def test_noisy_rows_match_an_independent_reference_computation(test_set):
     document = evaluate([test_set], resolve_methods(["noisy"]))
     rows = {(r["noise"], r["level"]): r for r in document["results"]}
-    assert set(rows) == {("gauss", 15.0), ("gauss", 25.0), ("gauss", 50.0), ("spatial_gauss", 40.0),
-                         ("spatial_gauss", 45.0), ("spatial_gauss", 50.0), ("spatial_gauss", 55.0),
-                         ("poisson", 2.0), ("poisson", 2.5), ("poisson", 3.0), ("poisson", 3.5)}
+    assert set(rows) == {
+        ("gauss", 15.0),
+        ("gauss", 25.0),
+        ("gauss", 50.0),
+        ("spatial_gauss", 40.0),
+        ("spatial_gauss", 45.0),
+        ("spatial_gauss", 50.0),
+        ("spatial_gauss", 55.0),
+        ("poisson", 2.0),
+        ("poisson", 2.5),
+        ("poisson", 3.0),
+        ("poisson", 3.5),
+    }
     files = sorted(test_set.iterdir())
     for (kind, level), row in rows.items():
         assert [im["name"] for im in row["images"]] == [f.name for f in files]
         psnrs, ssims = [], []
-        for image, path in zip(row["images"], files):
+        for image, path in zip(row["images"], files, strict=True):
             clean = read_clean(path)
             noisy = independent_noisy(clean, kind, level)
             out = np.clip(noisy.astype(np.float32), 0, 1)  # the "noisy" method: network input, clamped
@@ -212,8 +229,9 @@ def test_reference_inference_equals_a_direct_network_call(rgb_model, gray_model)
         direct = rgb_model.network.eval()(x)[:, :, :h, :w].clamp(0, 1)[0].permute(1, 2, 0).numpy()
     assert ours.shape == noisy.shape and ours.dtype == np.float32
     np.testing.assert_array_equal(ours, direct)
-    gray = apply_method(Method("g", "model", "g", model=gray_model), noisy[..., 0], InferenceSettings("reference", "cpu"),
-                        clamp=False)
+    gray = apply_method(
+        Method("g", "model", "g", model=gray_model), noisy[..., 0], InferenceSettings("reference", "cpu"), clamp=False
+    )
     x1 = F.pad(torch.from_numpy(noisy[..., 0]).float()[None, None], (0, 19, 0, 27), "reflect")
     with torch.no_grad():
         np.testing.assert_array_equal(gray, gray_model.network.eval()(x1)[0, 0, :37, :45].numpy())
@@ -228,10 +246,33 @@ def test_tables_and_cli(test_set, tmp_path, rgb_checkpoint):
     out = tmp_path / "eval"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "src_training.evaluate", "--sets", str(test_set), str(second), "--methods", "noisy",
-         "tv", str(rgb_checkpoint), "--noise", "gauss:15,25", "speckle:0.1", "--out", str(out), "--no-progress",
-         "--device", "cpu", "--limit", "2"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "src_training.evaluate",
+            "--sets",
+            str(test_set),
+            str(second),
+            "--methods",
+            "noisy",
+            "tv",
+            str(rgb_checkpoint),
+            "--noise",
+            "gauss:15,25",
+            "speckle:0.1",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--limit",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     document = json.loads((out / "results.json").read_text())

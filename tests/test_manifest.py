@@ -98,12 +98,11 @@ def test_building_the_widgets_does_not_import_torch(qapp):
 def test_widgets_open_from_the_plugin_menu_entries(make_napari_viewer, npe2pm, qtbot, rgb_checkpoint):
     import warnings
 
+    import numpy as np
     from magicgui.widgets import FunctionGui
 
     from napari_clipdenoise.widgets.compare import CompareWidget
     from napari_clipdenoise.widgets.denoise import DenoiseWidget
-
-    import numpy as np
 
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((16, 16), np.float32), name="img")

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from reference_network import RefCLIPDenoising
 
+from napari_clipdenoise import load_model
 from napari_clipdenoise.model.checkpoints import load_reference_checkpoint
 from napari_clipdenoise.model.network import CLIPDenoiser, NetworkConfig, TileGeometry, count_trainable_parameters
 from napari_clipdenoise.model.testing import random_network, reference_state_dict, write_reference_checkpoint
-from napari_clipdenoise import load_model
-
-from reference_network import RefCLIPDenoising
 
 
 def test_trainable_parameter_counts_match_the_paper():
@@ -112,6 +111,8 @@ def test_reference_state_dict_has_the_documented_layout():
     assert sum(k.startswith("encoder.") for k in state) == 330
     assert sum(k.startswith("encoder.layer4.") for k in state) == 60
     decoder = sorted(k for k in state if not k.startswith("encoder."))
-    assert decoder == sorted([f"up_path.{i}.conv_block.block.{j}.weight" for i in range(5) for j in (0, 2)] + ["last.weight"])
+    assert decoder == sorted(
+        [f"up_path.{i}.conv_block.block.{j}.weight" for i in range(5) for j in (0, 2)] + ["last.weight"]
+    )
     assert state["encoder.layer1.0.downsample.0.weight"].shape == (256, 64, 1, 1)
     assert state["encoder.bn1.num_batches_tracked"].dtype == torch.int64

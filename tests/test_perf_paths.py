@@ -36,18 +36,24 @@ def noisy_astronaut():
 @settings(max_examples=100, deadline=None)
 def test_reflect_indices_match_numpy_reflect_padding(length, extra):
     values = np.arange(length) * 10
-    np.testing.assert_array_equal(values[reflect_indices(length, length + extra)], np.pad(values, (0, extra), mode="reflect"))
+    np.testing.assert_array_equal(
+        values[reflect_indices(length, length + extra)], np.pad(values, (0, extra), mode="reflect")
+    )
 
 
-@given(height=st.integers(1, 300), width=st.integers(1, 300), tile=st.sampled_from([16, 32, 64, 128]),
-       overlap=st.integers(0, 100))
+@given(
+    height=st.integers(1, 300),
+    width=st.integers(1, 300),
+    tile=st.sampled_from([16, 32, 64, 128]),
+    overlap=st.integers(0, 100),
+)
 @settings(max_examples=60, deadline=None)
 def test_blend_weights_are_a_partition_of_unity(height, width, tile, overlap):
     plan = plan_tiles(height, width, tile, min(overlap, tile - 1))
     total = np.zeros((plan.padded_height, plan.padded_width))
     wy, wx = plan.blend_weights(0), plan.blend_weights(1)
     for y, x in plan.boxes:
-        total[y:y + plan.tile_height, x:x + plan.tile_width] += np.outer(wy[y], wx[x])
+        total[y : y + plan.tile_height, x : x + plan.tile_width] += np.outer(wy[y], wx[x])
     np.testing.assert_allclose(total, 1.0, atol=1e-5)
 
 
@@ -103,11 +109,12 @@ def test_rows_are_streamed_in_order_in_bands_no_taller_than_a_tile():
         bands.append((start, stop))
         out[:, start:stop] = rows
 
-    returned = tiled_inference(lambda x: x * 2, plane, tile_size=64, overlap=16, sink=sink,
-                               transform=lambda t: t.astype(np.float32) / 60000)
+    returned = tiled_inference(
+        lambda x: x * 2, plane, tile_size=64, overlap=16, sink=sink, transform=lambda t: t.astype(np.float32) / 60000
+    )
     assert returned is None
     assert bands[0][0] == 0 and bands[-1][1] == 200
-    assert all(a[1] == b[0] for a, b in zip(bands, bands[1:])), "consecutive, each row once"
+    assert all(a[1] == b[0] for a, b in zip(bands, bands[1:], strict=False)), "consecutive, each row once"
     assert max(stop - start for start, stop in bands) <= 64
     np.testing.assert_allclose(out, plane.astype(np.float32) / 60000 * 2, atol=1e-6)
 
@@ -135,7 +142,9 @@ def test_memory_is_bounded_by_the_tile_not_the_image():
     image = np.random.default_rng(0).integers(0, 60000, (2048, 2048), dtype=np.uint16)
     model = DenoisingModel(_TinyNet().eval(), "tiny")
     out = np.empty_like(image)
-    denoise(image, model, tile_size=128, overlap=16, precision="fp32", intensity_range=(0, 60000), out=out)  # warm caches
+    denoise(
+        image, model, tile_size=128, overlap=16, precision="fp32", intensity_range=(0, 60000), out=out
+    )  # warm caches
     tracemalloc.start()
     try:
         denoise(image, model, tile_size=128, overlap=16, precision="fp32", intensity_range=(0, 60000), out=out)
@@ -143,7 +152,9 @@ def test_memory_is_bounded_by_the_tile_not_the_image():
     finally:
         tracemalloc.stop()
     float_plane = image.size * 4
-    assert peak < float_plane / 4, f"numpy peak {peak / 2**20:.1f} MiB for a {float_plane / 2**20:.0f} MiB float32 plane"
+    assert peak < float_plane / 4, (
+        f"numpy peak {peak / 2**20:.1f} MiB for a {float_plane / 2**20:.0f} MiB float32 plane"
+    )
     whole = denoise(image, model, tile_size=None, precision="fp32", intensity_range=(0, 60000))
     assert np.abs(out.astype(np.int64) - whole).max() <= 1, "streamed tiles give the whole-image result, in ``out``"
 

@@ -43,7 +43,9 @@ def images(draw):
     dtype = draw(st.sampled_from(DTYPES))
     height, width = draw(st.integers(1, 300)), draw(st.integers(1, 300))
     layout = draw(st.sampled_from(["YX", "YXC", "ZYX", "CYX"]))
-    shape = {"YX": (height, width), "YXC": (height, width, 3), "ZYX": (2, height, width), "CYX": (2, height, width)}[layout]
+    shape = {"YX": (height, width), "YXC": (height, width, 3), "ZYX": (2, height, width), "CYX": (2, height, width)}[
+        layout
+    ]
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     values = rng.random(shape)
     if np.dtype(dtype).kind in "ui":
@@ -61,7 +63,9 @@ def test_any_shape_axes_and_dtype(rgb_model, case, tile):
     assert np.isfinite(out.astype(np.float64)).all()
     if tile is not None:
         whole = denoise(image, rgb_model, axes=axes, tile_size=None, precision="fp32", output_dtype=np.float32)
-        tiled = denoise(image, rgb_model, axes=axes, tile_size=tile, overlap=256, precision="fp32", output_dtype=np.float32)
+        tiled = denoise(
+            image, rgb_model, axes=axes, tile_size=tile, overlap=256, precision="fp32", output_dtype=np.float32
+        )
         plan = plan_denoise(image, 3, axes=axes)
         span = max(g.scale.high - g.scale.low for g in plan.groups)
         assert np.abs(tiled - whole).max() <= 5e-3 * span

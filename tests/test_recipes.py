@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from src_training import config as cfg
 from src_training.augment import apply_mixup, geometric_augment, mixup_params
@@ -108,9 +108,14 @@ def test_scheduler_follows_lr_at():
 
 
 def test_overrides_and_validation():
-    config = cfg.load_config("gaussian15", [cfg.parse_override("train.iterations=20"),
-                                            cfg.parse_override("noise.sigma=[5, 50]"),
-                                            cfg.parse_override("data.train=/some/where")])
+    config = cfg.load_config(
+        "gaussian15",
+        [
+            cfg.parse_override("train.iterations=20"),
+            cfg.parse_override("noise.sigma=[5, 50]"),
+            cfg.parse_override("data.train=/some/where"),
+        ],
+    )
     assert config["train"]["iterations"] == 20
     assert config["noise"]["sigma"] == [5, 50]
     assert config["data"]["train"] == "/some/where"
@@ -137,8 +142,20 @@ def test_train_command_line_shortcuts():
     from src_training.train import build_parser, resolve_from_args
 
     args = build_parser().parse_args(
-        ["gaussian15", "--iterations", "20", "--data", "imgs", "--lr", "1e-3", "--random-encoder",
-         "--set", "train.mixup_prob=0", "--encoder-bn", "frozen"]
+        [
+            "gaussian15",
+            "--iterations",
+            "20",
+            "--data",
+            "imgs",
+            "--lr",
+            "1e-3",
+            "--random-encoder",
+            "--set",
+            "train.mixup_prob=0",
+            "--encoder-bn",
+            "frozen",
+        ]
     )
     config, resume = resolve_from_args(args)
     assert resume is None

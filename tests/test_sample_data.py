@@ -45,7 +45,7 @@ def test_each_sample_opens_in_viewer(make_napari_viewer, npe2pm):
 def test_samples_are_seeded():
     for make in (sample_data.noisy_photograph, sample_data.noisy_rgb, sample_data.noisy_stack):
         first, second = make(), make()
-        for (a, _, _), (b, _, _) in zip(first, second):
+        for (a, _, _), (b, _, _) in zip(first, second, strict=True):
             np.testing.assert_array_equal(a, b)
 
 

@@ -90,7 +90,9 @@ def test_command_line_writes_pairs_training_can_read(tmp_path):
     log = json.loads((out_dir / "synth_srgb_log.json").read_text())
     assert log["seed"] == 5 and len(log["images"]) == 3 and "generated" in log["curves"]
     # reproducible: a second run with --overwrite gives identical files
-    assert ss.main(["--clean", str(clean_dir), "--out", str(out_dir), "--seed", "5", "--overwrite", "--no-progress"]) == 0
+    assert (
+        ss.main(["--clean", str(clean_dir), "--out", str(out_dir), "--seed", "5", "--overwrite", "--no-progress"]) == 0
+    )
     np.testing.assert_array_equal(iio.imread(out_dir / "a.png"), first)
     # never writes into the clean folder; the CBDNet .mat options go together
     assert ss.main(["--clean", str(clean_dir), "--out", str(clean_dir), "--no-progress"]) == 2
@@ -99,8 +101,10 @@ def test_command_line_writes_pairs_training_can_read(tmp_path):
     from src_training.config import load_config
     from src_training.data import PatchSampler
 
-    config = load_config("srgb", [("data.train", str(clean_dir)), ("data.noisy", str(out_dir)),
-                                  ("data.crop_size", 32), ("data.batch_size", 3)])
+    config = load_config(
+        "srgb",
+        [("data.train", str(clean_dir)), ("data.noisy", str(out_dir)), ("data.crop_size", 32), ("data.batch_size", 3)],
+    )
     clean, noisy = PatchSampler(config, seed=0).next_batch()
     assert clean.shape == noisy.shape == (3, 3, 32, 32) and clean.dtype == np.float32
     assert 0.01 < np.abs(clean - noisy).mean() < 0.5

@@ -16,17 +16,22 @@ def _local_filter(seed: int = 0):
     """A small translation-equivariant network (receptive field 9 px) for exact tiling checks."""
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Tanh(),
-        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Tanh(),
-        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Tanh(),
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.Tanh(),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.Tanh(),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.Tanh(),
         torch.nn.Conv2d(8, 2, 3, padding=1),
     ).eval()
     return net
 
 
 @given(
-    height=st.integers(1, 300), width=st.integers(1, 300),
-    tile=st.sampled_from([16, 32, 48, 64, 128, 512]), overlap=st.integers(0, 64),
+    height=st.integers(1, 300),
+    width=st.integers(1, 300),
+    tile=st.sampled_from([16, 32, 48, 64, 128, 512]),
+    overlap=st.integers(0, 64),
 )
 @settings(max_examples=200, deadline=None)
 def test_plan_covers_the_image_with_aligned_tiles(height, width, tile, overlap):
@@ -40,15 +45,17 @@ def test_plan_covers_the_image_with_aligned_tiles(height, width, tile, overlap):
     weights = np.zeros(covered.shape)
     ramps_y, ramps_x = plan.weights_1d(0), plan.weights_1d(1)
     for y, x in plan.boxes:
-        covered[y:y + plan.tile_height, x:x + plan.tile_width] = True
-        weights[y:y + plan.tile_height, x:x + plan.tile_width] += np.outer(ramps_y[y], ramps_x[x])
+        covered[y : y + plan.tile_height, x : x + plan.tile_width] = True
+        weights[y : y + plan.tile_height, x : x + plan.tile_width] += np.outer(ramps_y[y], ramps_x[x])
     assert covered.all()
     assert weights.min() > 0, "every pixel gets a positive blending weight"
 
 
 @given(
-    height=st.integers(1, 200), width=st.integers(1, 200),
-    tile=st.sampled_from([16, 32, 48, 64, 96]), batch=st.integers(1, 5),
+    height=st.integers(1, 200),
+    width=st.integers(1, 200),
+    tile=st.sampled_from([16, 32, 48, 64, 96]),
+    batch=st.integers(1, 5),
 )
 @settings(max_examples=40, deadline=None)
 def test_identity_is_reproduced_exactly(height, width, tile, batch):
@@ -59,8 +66,10 @@ def test_identity_is_reproduced_exactly(height, width, tile, batch):
 
 
 @given(
-    height=st.integers(1, 160), width=st.integers(1, 160),
-    tile=st.sampled_from([32, 48, 64, 96]), extra=st.integers(0, 16),
+    height=st.integers(1, 160),
+    width=st.integers(1, 160),
+    tile=st.sampled_from([32, 48, 64, 96]),
+    extra=st.integers(0, 16),
 )
 @settings(max_examples=30, deadline=None)
 def test_local_network_tiled_equals_whole_image(height, width, tile, extra):
@@ -142,7 +151,8 @@ def test_non_finite_network_output_is_reported():
 
 
 @given(
-    length=st.integers(1, 400).map(lambda n: 16 * n), tile=st.integers(2, 80).map(lambda n: 16 * n),
+    length=st.integers(1, 400).map(lambda n: 16 * n),
+    tile=st.integers(2, 80).map(lambda n: 16 * n),
     overlap=st.integers(0, 300),
 )
 @settings(max_examples=300, deadline=None)
@@ -156,7 +166,9 @@ def test_balanced_tiles_are_the_smallest_that_need_no_more_tiles(length, tile, o
     assert n_balanced * t <= n_fixed * fixed.tile_height, "never more pixels computed"
     starts = balanced.starts_y
     shared = min(overlap, t - 16)  # strides are at least 16 px
-    assert all(b - a <= t - shared for a, b in zip(starts, starts[1:])), "neighbours share at least `overlap` px"
+    assert all(b - a <= t - shared for a, b in zip(starts, starts[1:], strict=False)), (
+        "neighbours share at least `overlap` px"
+    )
     if t < fixed.tile_height:  # one step smaller would need more tiles
         smaller = plan_tiles(length, 16, t - 16, min(overlap, t - 17), balance=False) if t - 16 > overlap else None
         assert smaller is None or len(smaller.starts_y) > n_fixed

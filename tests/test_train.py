@@ -36,8 +36,24 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _args(folder: Path, out: Path, iterations: int, *extra: str) -> list[str]:
     return [
-        "gaussian15", "--data", str(folder), "--out", str(out), "--iterations", str(iterations), "--batch-size", "2",
-        "--crop-size", "32", "--random-encoder", "--log-every", "1", "--no-progress", "--threads", "1", *extra,
+        "gaussian15",
+        "--data",
+        str(folder),
+        "--out",
+        str(out),
+        "--iterations",
+        str(iterations),
+        "--batch-size",
+        "2",
+        "--crop-size",
+        "32",
+        "--random-encoder",
+        "--log-every",
+        "1",
+        "--no-progress",
+        "--threads",
+        "1",
+        *extra,
     ]
 
 
@@ -98,8 +114,21 @@ def test_loss_goes_down_on_a_fixed_batch(tmp_path):
     folder.mkdir()
     iio.imwrite(folder / "patch.png", skimage.data.astronaut()[200:232, 220:252])
     out = tmp_path / "run"
-    code = main(_args(folder, out, 25, "--lr", "1e-3", "--set", "data.geometric_augs=false",
-                      "--set", "train.mixup_prob=0", "--set", "schedule.eta_mins=[1e-3, 1e-6]"))
+    code = main(
+        _args(
+            folder,
+            out,
+            25,
+            "--lr",
+            "1e-3",
+            "--set",
+            "data.geometric_augs=false",
+            "--set",
+            "train.mixup_prob=0",
+            "--set",
+            "schedule.eta_mins=[1e-3, 1e-6]",
+        )
+    )
     assert code == 0
     losses = [float(r["loss"]) for r in _read_log(out / "train_log.csv")]
     assert len(losses) == 25
@@ -110,7 +139,10 @@ def test_encoder_sources(tmp_path, image_folder):
     import torch
 
     from napari_clipdenoise.model.testing import (
-        clip_visual_state_dict, write_clip_safetensors, write_clip_torchscript, write_reference_checkpoint,
+        clip_visual_state_dict,
+        write_clip_safetensors,
+        write_clip_torchscript,
+        write_reference_checkpoint,
     )
     from src_training.config import load_config
     from src_training.train import TrainingError, build_network
@@ -129,7 +161,9 @@ def test_encoder_sources(tmp_path, image_folder):
     script = tmp_path / "RN50.pt"
     write_clip_torchscript(script, seed=4)
     network, _ = build_network(load_config("gaussian15", base + [("model.clip_weights", str(script))]))
-    assert torch.equal(network.encoder.layer3[5].bn3.running_var, clip_visual_state_dict(4)["visual.layer3.5.bn3.running_var"].float())
+    assert torch.equal(
+        network.encoder.layer3[5].bn3.running_var, clip_visual_state_dict(4)["visual.layer3.5.bn3.running_var"].float()
+    )
 
     reference = tmp_path / "net_g_latest.pth"
     original = write_reference_checkpoint(reference, 1, seed=5)
@@ -139,16 +173,32 @@ def test_encoder_sources(tmp_path, image_folder):
     with pytest.raises(TrainingError, match="1->1 channel model"):
         build_network(load_config("gaussian15", base + [("model.init_checkpoint", str(reference))]))
     with pytest.raises(TrainingError, match="choose one encoder source"):
-        build_network(load_config("gaussian15", base + [("model.clip_weights", str(clip_file)),
-                                                         ("model.random_encoder", True)]))
+        build_network(
+            load_config("gaussian15", base + [("model.clip_weights", str(clip_file)), ("model.random_encoder", True)])
+        )
 
 
 def test_cli_without_clip_weights_stops_with_a_clear_message(image_folder, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "src_training.train", "gaussian15", "--data", str(image_folder), "--out",
-         str(tmp_path / "run"), "--iterations", "2", "--no-progress"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "src_training.train",
+            "gaussian15",
+            "--data",
+            str(image_folder),
+            "--out",
+            str(tmp_path / "run"),
+            "--iterations",
+            "2",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 2
     assert "no CLIP RN50 weights" in result.stderr and "--clip-weights" in result.stderr
@@ -160,7 +210,9 @@ def test_missing_data_is_reported(tmp_path):
     from src_training.train import main
 
     assert main(["gaussian15", "--random-encoder", "--out", str(tmp_path / "r")]) == 2  # no --data
-    assert main(["gaussian15", "--random-encoder", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")]) == 2
+    assert (
+        main(["gaussian15", "--random-encoder", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")]) == 2
+    )
 
 
 def test_patch_sampler_kinds(tmp_path, image_folder):
@@ -181,9 +233,17 @@ def test_patch_sampler_kinds(tmp_path, image_folder):
     assert clean.min() >= 0.1 - 1e-6 and clean.max() <= 0.6 + 1e-6
     assert (noisy - clean).std() == pytest.approx(5 / 255, rel=0.05)
 
-    config = load_config("gaussian15", [("data.train", str(image_folder)), ("data.crop_size", 32),
-                                        ("data.batch_size", 8), ("noise.kind", "poisson_gaussian"),
-                                        ("noise.peak", 30.0), ("noise.sigma", [0.0, 5.0])])
+    config = load_config(
+        "gaussian15",
+        [
+            ("data.train", str(image_folder)),
+            ("data.crop_size", 32),
+            ("data.batch_size", 8),
+            ("noise.kind", "poisson_gaussian"),
+            ("noise.peak", 30.0),
+            ("noise.sigma", [0.0, 5.0]),
+        ],
+    )
     sampler = PatchSampler(config, seed=1)
     clean, noisy = sampler.next_batch()
     assert clean.shape == (8, 3, 32, 32) and np.abs(noisy - clean).mean() > 0.02
@@ -194,8 +254,12 @@ def test_patch_sampler_kinds(tmp_path, image_folder):
     again.load_state_dict(state)
     np.testing.assert_array_equal(again.next_batch()[1], noisy)
     # a grayscale file becomes 3 equal channels for an RGB model
-    gray = PatchSampler(load_config("gaussian15", [("data.train", str(image_folder)), ("data.crop_size", 32),
-                                                   ("data.pattern", "camera*")]), seed=0)
+    gray = PatchSampler(
+        load_config(
+            "gaussian15", [("data.train", str(image_folder)), ("data.crop_size", 32), ("data.pattern", "camera*")]
+        ),
+        seed=0,
+    )
     patch = gray.sample()[0]
     np.testing.assert_array_equal(patch[0], patch[2])
     small = pad_to(np.arange(6, dtype=np.float32).reshape(2, 3, 1), 8)

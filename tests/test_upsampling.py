@@ -14,7 +14,7 @@ def _tile_and_reference(h, w, top, left, th, tw, factor, channels_last, seed=0):
     generator = torch.Generator().manual_seed(seed)
     whole = torch.rand(1, 5, h, w, generator=generator, dtype=torch.float64)
     reference = F.interpolate(whole, scale_factor=2, mode="bilinear", align_corners=True)
-    tile = whole[:, :, top:top + th, left:left + tw]
+    tile = whole[:, :, top : top + th, left : left + tw]
     skip = torch.rand(1, 2, 2 * th, 2 * tw, generator=generator, dtype=torch.float64)
     if channels_last:
         tile, skip = (t.contiguous(memory_format=torch.channels_last) for t in (tile, skip))
@@ -25,8 +25,11 @@ def _tile_and_reference(h, w, top, left, th, tw, factor, channels_last, seed=0):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    h=st.integers(2, 24), w=st.integers(2, 24), data=st.data(),
-    factor=st.sampled_from([1, 2, 4, 8]), channels_last=st.booleans(),
+    h=st.integers(2, 24),
+    w=st.integers(2, 24),
+    data=st.data(),
+    factor=st.sampled_from([1, 2, 4, 8]),
+    channels_last=st.booleans(),
 )
 def test_a_tile_upsamples_like_the_whole_map_away_from_its_edges(h, w, data, factor, channels_last):
     th, tw = data.draw(st.integers(1, h)), data.draw(st.integers(1, w))
@@ -37,7 +40,7 @@ def test_a_tile_upsamples_like_the_whole_map_away_from_its_edges(h, w, data, fac
     assert joined.shape == (1, 7, 2 * th, 2 * tw)
     assert torch.equal(joined[:, 5:], skip), "the skip channels follow the upsampled ones unchanged"
     up = joined[:, :5]
-    expected = reference[:, :, 2 * top:2 * (top + th), 2 * left:2 * (left + tw)]
+    expected = reference[:, :, 2 * top : 2 * (top + th), 2 * left : 2 * (left + tw)]
     # The first even and last odd row/column need a neighbour outside the tile: they clamp to the edge
     # unless the tile sits on the image's border (where the whole map clamps the same way).
     r0 = 0 if top == 0 else 1

@@ -97,7 +97,7 @@ def test_two_methods_three_levels_table_plot_and_numbers(make_napari_viewer, qtb
     # grid mode button
     widget.grid_button.click()
     assert grid_of(viewer).enabled
-    assert viewer.layers['clean'].name_overlay.visible  # grid cells are named
+    assert viewer.layers["clean"].name_overlay.visible  # grid cells are named
 
     # same settings, same numbers; the previous comparison's layers are replaced, not duplicated
     count = len(viewer.layers)

@@ -38,8 +38,14 @@ def click_and_wait(qtbot, widget, button=None):
 def test_denoise_2d_uint16_keeps_geometry_and_metadata(viewer, qtbot, rgb_checkpoint, rng):
     data = rng.integers(100, 4000, (48, 40)).astype(np.uint16)
     layer = viewer.add_image(
-        data, name="cells", scale=(0.5, 0.25), translate=(10.0, -3.0), units=("µm", "µm"),
-        axis_labels=("y", "x"), contrast_limits=(100, 3000), metadata={"source": "microscope"},
+        data,
+        name="cells",
+        scale=(0.5, 0.25),
+        translate=(10.0, -3.0),
+        units=("µm", "µm"),
+        axis_labels=("y", "x"),
+        contrast_limits=(100, 3000),
+        metadata={"source": "microscope"},
     )
     widget = make_widget(viewer, rgb_checkpoint)
     assert widget.layer_combo.layer() is layer
@@ -237,8 +243,9 @@ def test_large_lazy_layer_goes_through_a_zarr_store(viewer, qtbot, rgb_checkpoin
     assert (tmp_path / "big_denoised.zarr").is_dir()
     np.testing.assert_allclose(result.scale, (3.0, 1.0, 1.0))
     # the block engine gives the in-memory pipeline's result
-    expected = denoise_image(values, model=str(rgb_checkpoint), axes="ZYX", tile_size=32, overlap=16, device="cpu",
-                             precision="fp32")
+    expected = denoise_image(
+        values, model=str(rgb_checkpoint), axes="ZYX", tile_size=32, overlap=16, device="cpu", precision="fp32"
+    )
     np.testing.assert_allclose(np.asarray(result.data), expected, atol=1e-5)
     assert isinstance(viewer.layers["big_residual"].data, da.Array)
 

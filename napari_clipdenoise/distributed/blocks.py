@@ -32,6 +32,7 @@ from ..inference.axes import AxesLayout
 from ..inference.tile_grid import ALIGN, balanced_tile, round_up
 from ..inference.tile_grid import starts as tile_starts
 from ..inference.tile_grid import stride as tile_stride
+
 #: Default target edge (pixels) of a block in Y and X, rounded to whole write units.
 DEFAULT_BLOCK_SIZE = 2048
 
@@ -85,7 +86,9 @@ def read_range(start: int, stop: int, tiling: AxisTiling, halo: int | None) -> t
         # block's own plan over that range then places exactly those tiles (a run of grid tiles,
         # plus the image's last, edge-flush tile when it is among them), and every output pixel
         # gets the same tiles with the same blending weights as in a whole-image pass.
-        tiles = [s for s in tile_starts(round_up(length, ALIGN), tiling.tile, stride) if s < stop and s + tiling.tile > start]
+        tiles = [
+            s for s in tile_starts(round_up(length, ALIGN), tiling.tile, stride) if s < stop and s + tiling.tile > start
+        ]
         return tiles[0], min(length, tiles[-1] + tiling.tile)
     return max(0, round_down(start - halo, stride)), min(length, round_up(stop + halo, ALIGN))
 
@@ -115,7 +118,7 @@ class Block:
 
     def crop_slices(self) -> tuple[slice, ...]:
         """Where ``core`` lies inside the array read with ``read``."""
-        return tuple(slice(c0 - r0, c1 - r0) for (c0, c1), (r0, _) in zip(self.core, self.read))
+        return tuple(slice(c0 - r0, c1 - r0) for (c0, c1), (r0, _) in zip(self.core, self.read, strict=True))
 
     @property
     def size(self) -> int:
@@ -135,7 +138,7 @@ class BlockPlan:
 
     @property
     def grid(self) -> tuple[int, ...]:
-        return tuple(-(-s // b) for s, b in zip(self.shape, self.block_shape))
+        return tuple(-(-s // b) for s, b in zip(self.shape, self.block_shape, strict=True))
 
     def __len__(self) -> int:
         return math.prod(self.grid)
@@ -146,7 +149,7 @@ class BlockPlan:
 
     def block(self, index: tuple[int, ...]) -> Block:
         core, read = [], []
-        for axis, (i, size, length) in enumerate(zip(index, self.block_shape, self.shape)):
+        for axis, (i, size, length) in enumerate(zip(index, self.block_shape, self.shape, strict=True)):
             start, stop = i * size, min(length, (i + 1) * size)
             core.append((start, stop))
             if axis == self.layout.y:
@@ -204,7 +207,7 @@ def plan_blocks(
         raise ValueError(f"block_size must be a positive number of pixels, got {block_size!r}")
     tiling = (axis_tiling(shape[layout.y], tile_size, overlap), axis_tiling(shape[layout.x], tile_size, overlap))
     block_shape = []
-    for axis, (length, u) in enumerate(zip(shape, unit)):
+    for axis, (length, u) in enumerate(zip(shape, unit, strict=True)):
         if axis == layout.channel:
             size = length
         elif axis in (layout.y, layout.x):

@@ -23,7 +23,14 @@ from ..errors import DenoiseCancelled
 from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from .blocks import ALIGN, BlockPlan, plan_blocks, round_up
 from .store import (
-    InputSource, JobState, create_output, downsample_level, mark_complete, open_input, open_output, read_completion,
+    InputSource,
+    JobState,
+    create_output,
+    downsample_level,
+    mark_complete,
+    open_input,
+    open_output,
+    read_completion,
     remove_output,
 )
 from .worker import BlockJob, ChannelRange, run_block
@@ -88,7 +95,7 @@ class _ClientRunner:
         from distributed import as_completed
 
         futures = self.client.compute([task for _, task in tasks], retries=self.retries)
-        block_of = {future.key: block for future, (block, _) in zip(futures, tasks)}
+        block_of = {future.key: block for future, (block, _) in zip(futures, tasks, strict=True)}
         pending = set(futures)
         finished_ok = False
         try:
@@ -150,7 +157,10 @@ def _open_scheduler(scheduler, retries: int):
         workers = _local_worker_count(scheduler)
         threads = max(1, (os.cpu_count() or 1) // workers)
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
             env={"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)},
         )
         try:
@@ -250,8 +260,10 @@ def _resolve_model(model) -> tuple[object, str, str]:
     from ..model.registry import DenoisingModel, load_model
 
     if isinstance(model, DenoisingModel) and model.path is None:
-        raise ValueError("model must be a registry name or a checkpoint path (workers load it from the file), "
-                         "got a DenoisingModel without a file path")
+        raise ValueError(
+            "model must be a registry name or a checkpoint path (workers load it from the file), "
+            "got a DenoisingModel without a file path"
+        )
     loaded = load_model(model.path if isinstance(model, DenoisingModel) else model)
     path = str(Path(loaded.path).resolve())
     return loaded, path, file_sha256(path)
@@ -365,14 +377,22 @@ def denoise_zarr(
         axes = source.ome.axes if source.ome is not None and source.ome.axes else guess_axes(shape)
     layout = parse_axes(axes, shape)
     loaded, model_path, model_sha = _resolve_model(model)
-    plan = plan_blocks(shape, source.write_unit(), layout, tile_size=tile_size, overlap=overlap, halo=halo,
-                       block_size=block_size)
+    plan = plan_blocks(
+        shape, source.write_unit(), layout, tile_size=tile_size, overlap=overlap, halo=halo, block_size=block_size
+    )
 
     identity = {
-        "version": JOB_VERSION, "input": source.description if source.is_zarr else f"dask array {source.array.name}",
-        "shape": list(shape), "dtype": str(source.dtype),
-        "axes": layout.axes, "model_sha256": model_sha, "tile_size": tile_size, "overlap": overlap,
-        "halo": halo, "block_shape": list(plan.block_shape), "precision": precision,
+        "version": JOB_VERSION,
+        "input": source.description if source.is_zarr else f"dask array {source.array.name}",
+        "shape": list(shape),
+        "dtype": str(source.dtype),
+        "axes": layout.axes,
+        "model_sha256": model_sha,
+        "tile_size": tile_size,
+        "overlap": overlap,
+        "halo": halo,
+        "block_shape": list(plan.block_shape),
+        "precision": precision,
         "intensity_range": list(intensity_range) if isinstance(intensity_range, (tuple, list)) else intensity_range,
         "output_dtype": None if out_dtype is None else str(out_dtype),
     }
@@ -390,8 +410,17 @@ def denoise_zarr(
         except BaseException:
             remove_output(output)  # never leave a half-created store that a rerun would refuse
             raise
-        state.write_job(_jsonable({"fingerprint": fingerprint, "identity": identity, "rgb": rgb,
-                                   "groups": [g.__dict__ for g in groups], "blocks_total": len(plan)}))
+        state.write_job(
+            _jsonable(
+                {
+                    "fingerprint": fingerprint,
+                    "identity": identity,
+                    "rgb": rgb,
+                    "groups": [g.__dict__ for g in groups],
+                    "blocks_total": len(plan),
+                }
+            )
+        )
     else:
         groups = tuple(ChannelRange(tuple(g["channels"]), g["low"], g["high"]) for g in job_record["groups"])
         rgb = job_record["rgb"]
@@ -399,17 +428,28 @@ def denoise_zarr(
         _check_resumable(target, source, out_dtype)
 
     job = BlockJob(
-        output=target.level0, state_root=str(output), model_path=model_path, model_sha256=model_sha,
-        axes=layout.axes, rgb=rgb, groups=groups, per_channel=len(groups) > 1, channel_axis=layout.channel,
-        y_axis=layout.y, x_axis=layout.x,
+        output=target.level0,
+        state_root=str(output),
+        model_path=model_path,
+        model_sha256=model_sha,
+        axes=layout.axes,
+        rgb=rgb,
+        groups=groups,
+        per_channel=len(groups) > 1,
+        channel_axis=layout.channel,
+        y_axis=layout.y,
+        x_axis=layout.x,
         full_size=(round_up(shape[layout.y], ALIGN), round_up(shape[layout.x], ALIGN)),
         # the whole image's (balanced) tiles, used exactly by every block: one tile grid for all
         tile_size=None if tile_size is None else tuple(t.tile_to_request(tile_size) for t in plan.tiling),
-        overlap=overlap, batch_size=batch_size, device=device, precision=precision,
-        output_dtype=str(out_dtype), input=source.location,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        output_dtype=str(out_dtype),
+        input=source.location,
     )
-    return _run(job, plan, source, target, state, fingerprint, groups, retries, scheduler, should_stop,
-                report_progress)
+    return _run(job, plan, source, target, state, fingerprint, groups, retries, scheduler, should_stop, report_progress)
 
 
 def _prepare_output(output: Path, state: JobState, fingerprint: str, identity: dict, overwrite: bool) -> dict | None:
@@ -441,10 +481,19 @@ def _prepare_output(output: Path, state: JobState, fingerprint: str, identity: d
 def _finished_report(output: Path, record: dict, plan: BlockPlan) -> dict:
     """The report of a rerun on an output whose job has already finished: nothing to do."""
     return {
-        "output": str(output), "blocks_total": len(plan), "blocks_done": 0, "blocks_skipped": len(plan),
-        "megapixels": 0.0, "seconds": 0.0, "mpx_per_s": 0.0, "complete": True, "pyramid_levels": 0,
-        "intensity_ranges": record.get("intensity_ranges", []), "block_shape": list(plan.block_shape),
-        "halo": "exact" if plan.halo is None else plan.halo, "read_overhead": plan.read_fraction(),
+        "output": str(output),
+        "blocks_total": len(plan),
+        "blocks_done": 0,
+        "blocks_skipped": len(plan),
+        "megapixels": 0.0,
+        "seconds": 0.0,
+        "mpx_per_s": 0.0,
+        "complete": True,
+        "pyramid_levels": 0,
+        "intensity_ranges": record.get("intensity_ranges", []),
+        "block_shape": list(plan.block_shape),
+        "halo": "exact" if plan.halo is None else plan.halo,
+        "read_overhead": plan.read_fraction(),
         "scheduler": "none (already finished)",
     }
 
@@ -453,19 +502,23 @@ def _check_resumable(target, source: InputSource, dtype: np.dtype) -> None:
     try:
         level0 = target.level0.open("r")
     except Exception as exc:
-        raise FileExistsError(f"{target.root} has a job record but its array cannot be opened ({exc});"
-                              " pass overwrite=True to start over") from exc
+        raise FileExistsError(
+            f"{target.root} has a job record but its array cannot be opened ({exc}); pass overwrite=True to start over"
+        ) from exc
     if tuple(level0.shape) != source.shape or np.dtype(level0.dtype) != dtype:
-        raise FileExistsError(f"{target.root} holds a {level0.shape} {level0.dtype} array, not the expected"
-                              f" {source.shape} {dtype}; pass overwrite=True to start over")
+        raise FileExistsError(
+            f"{target.root} holds a {level0.shape} {level0.dtype} array, not the expected"
+            f" {source.shape} {dtype}; pass overwrite=True to start over"
+        )
 
 
 def _intensity_groups(source: InputSource, in_channels: int, axes: str, tile_size, overlap, intensity_range):
     """The global intensity range of each channel group, computed once on the client like ``denoise()`` does."""
     from ..inference.pipeline import plan_denoise
 
-    plan = plan_denoise(source.array, in_channels, axes=axes, tile_size=tile_size, overlap=overlap,
-                        intensity_range=intensity_range)
+    plan = plan_denoise(
+        source.array, in_channels, axes=axes, tile_size=tile_size, overlap=overlap, intensity_range=intensity_range
+    )
     groups = tuple(ChannelRange(tuple(g.channels), float(g.scale.low), float(g.scale.high)) for g in plan.groups)
     rgb = len(plan.groups) == 1 and len(plan.groups[0].channels) == 3
     return groups, rgb
@@ -475,8 +528,9 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
 
 
-def _run(job, plan: BlockPlan, source, target, state, fingerprint, groups, retries, scheduler, should_stop,
-         report_progress):
+def _run(
+    job, plan: BlockPlan, source, target, state, fingerprint, groups, retries, scheduler, should_stop, report_progress
+):
     import dask
 
     done_before = state.done_keys()
@@ -489,8 +543,13 @@ def _run(job, plan: BlockPlan, source, target, state, fingerprint, groups, retri
     def stats() -> dict:
         seconds = time.perf_counter() - start
         megapixels = counters["pixels"] / channels / 1e6
-        return {"skipped": skipped, "blocks_done": counters["done"], "megapixels": megapixels,
-                "seconds": seconds, "mpx_per_s": megapixels / seconds if seconds > 0 else 0.0}
+        return {
+            "skipped": skipped,
+            "blocks_done": counters["done"],
+            "megapixels": megapixels,
+            "seconds": seconds,
+            "mpx_per_s": megapixels / seconds if seconds > 0 else 0.0,
+        }
 
     def on_done(block, info) -> None:
         counters["done"] += 1
@@ -500,13 +559,20 @@ def _run(job, plan: BlockPlan, source, target, state, fingerprint, groups, retri
     def report(complete: bool, pyramid_levels: int) -> dict:
         now = stats()
         return {
-            "output": str(target.root), "blocks_total": total, "blocks_done": counters["done"],
+            "output": str(target.root),
+            "blocks_total": total,
+            "blocks_done": counters["done"],
             "blocks_skipped": skipped,
-            "megapixels": now["megapixels"], "seconds": now["seconds"], "mpx_per_s": now["mpx_per_s"],
-            "complete": complete, "pyramid_levels": pyramid_levels,
+            "megapixels": now["megapixels"],
+            "seconds": now["seconds"],
+            "mpx_per_s": now["mpx_per_s"],
+            "complete": complete,
+            "pyramid_levels": pyramid_levels,
             "intensity_ranges": [{"channels": list(g.channels), "low": g.low, "high": g.high} for g in groups],
-            "block_shape": list(plan.block_shape), "halo": "exact" if plan.halo is None else plan.halo,
-            "read_overhead": plan.read_fraction(), "scheduler": runner_description,
+            "block_shape": list(plan.block_shape),
+            "halo": "exact" if plan.halo is None else plan.halo,
+            "read_overhead": plan.read_fraction(),
+            "scheduler": runner_description,
         }
 
     runner_description = "none"

@@ -197,9 +197,13 @@ def _from_node(node, root: str | None) -> InputSource:
         description = f"zarr group level {level.path} in memory"
         return InputSource(da.from_array(level, chunks=level.chunks), description)
     source = InputSource(
-        level, f"OME-Zarr {store_root} level {level.path!r}" if ome else f"zarr group {store_root} array '0'",
-        ZarrLocation(store_root, level.path), group_root=root if ome else None, group=node if ome else None,
-        ome=ome, zarr_format=level.metadata.zarr_format,
+        level,
+        f"OME-Zarr {store_root} level {level.path!r}" if ome else f"zarr group {store_root} array '0'",
+        ZarrLocation(store_root, level.path),
+        group_root=root if ome else None,
+        group=node if ome else None,
+        ome=ome,
+        zarr_format=level.metadata.zarr_format,
     )
     return source
 
@@ -216,7 +220,7 @@ class OutputTarget:
     levels: list[ZarrLocation] = field(default_factory=list)  # level 1, 2, ... (OME pyramids)
 
     @property
-    def state(self) -> "JobState":
+    def state(self) -> JobState:
         return JobState(self.root)
 
 
@@ -225,12 +229,21 @@ def _array_options(array, dtype: np.dtype) -> dict:
     meta = array.metadata
     fill_value = array.fill_value if np.dtype(dtype) == np.dtype(array.dtype) else 0
     options = dict(
-        shape=array.shape, dtype=dtype, chunks=array.chunks, fill_value=fill_value,
-        zarr_format=meta.zarr_format, compressors=array.compressors, filters=array.filters,
+        shape=array.shape,
+        dtype=dtype,
+        chunks=array.chunks,
+        fill_value=fill_value,
+        zarr_format=meta.zarr_format,
+        compressors=array.compressors,
+        filters=array.filters,
     )
     if meta.zarr_format == 3:
-        options.update(shards=array.shards, serializer=array.serializer, dimension_names=meta.dimension_names,
-                       chunk_key_encoding=meta.chunk_key_encoding)
+        options.update(
+            shards=array.shards,
+            serializer=array.serializer,
+            dimension_names=meta.dimension_names,
+            chunk_key_encoding=meta.chunk_key_encoding,
+        )
     return options
 
 
@@ -357,8 +370,11 @@ def read_completion(root: Path) -> dict | None:
     provenance = attributes.get(PROVENANCE_KEY)
     if not isinstance(provenance, dict) or not isinstance(provenance.get("complete"), dict):
         return None
-    return {**provenance["complete"], "identity": provenance.get("job", {}),
-            "intensity_ranges": provenance.get("intensity_ranges", [])}
+    return {
+        **provenance["complete"],
+        "identity": provenance.get("job", {}),
+        "intensity_ranges": provenance.get("intensity_ranges", []),
+    }
 
 
 def mark_complete(root: Path, fingerprint: str, blocks: int) -> None:
@@ -406,7 +422,7 @@ def downsample_level(previous, target_shape: tuple[int, ...], dtype: np.dtype):
     import dask.array as da
 
     factors = {}
-    for axis, (before, after) in enumerate(zip(previous.shape, target_shape)):
+    for axis, (before, after) in enumerate(zip(previous.shape, target_shape, strict=True)):
         factor = max(1, int(round(before / after)))
         if factor > 1:
             factors[axis] = factor

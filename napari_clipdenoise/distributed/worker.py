@@ -193,8 +193,14 @@ def _denoise_block(job: BlockJob, data: np.ndarray, origin: tuple[int, int], can
 
     model = global_grid_model(cached_model(job.model_path, job.model_sha256), origin, job.full_size)
     options = dict(
-        tile_size=job.tile_size, overlap=job.overlap, balance_tiles=False, batch_size=job.batch_size,
-        device=worker_device(job.device), precision=job.precision, cancel=cancel, output_dtype=job.output_dtype,
+        tile_size=job.tile_size,
+        overlap=job.overlap,
+        balance_tiles=False,
+        batch_size=job.batch_size,
+        device=worker_device(job.device),
+        precision=job.precision,
+        cancel=cancel,
+        output_dtype=job.output_dtype,
     )
     dtype = np.dtype(job.output_dtype)
     if not job.per_channel:

@@ -62,7 +62,9 @@ def parse_axes(axes: str, shape: tuple[int, ...]) -> AxesLayout:
         raise TypeError(f"axes must be a string such as 'YX', 'ZYX' or 'YXC', got {type(axes).__name__}")
     letters = axes.upper()
     if len(letters) != len(shape):
-        raise ValueError(f"axes {axes!r} has {len(letters)} letters but the image has {len(shape)} dimensions {tuple(shape)}")
+        raise ValueError(
+            f"axes {axes!r} has {len(letters)} letters but the image has {len(shape)} dimensions {tuple(shape)}"
+        )
     if not letters.isalpha():
         raise ValueError(f"axes {axes!r} must contain letters only, e.g. 'TZYX'")
     repeated = sorted({c for c in letters if letters.count(c) > 1})

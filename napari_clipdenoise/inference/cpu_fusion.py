@@ -47,7 +47,9 @@ class FusedConv2d(nn.Module):
         geometry = (self.padding, self.stride, self.dilation, 1)
         if residual is None:
             return op(x, self.weight, self.bias, *geometry, self.activation, self.scalars, None)
-        return op.binary(x, residual, self.weight, self.bias, *geometry, "add", None, self.activation, self.scalars, None)
+        return op.binary(
+            x, residual, self.weight, self.bias, *geometry, "add", None, self.activation, self.scalars, None
+        )
 
     def extra_repr(self) -> str:
         return f"{tuple(self.weight.shape)}, padding={self.padding}, stride={self.stride}, activation={self.activation}"
@@ -143,6 +145,8 @@ def fusion_supported(dtype: torch.dtype) -> bool:
                 (FusedConv2d(conv, "leaky_relu", 0.2)(x), F.leaky_relu(conv(x).float(), 0.2)),
                 (FusedConv2d(conv, "relu")(x, residual), F.relu(conv(x).float() + residual.float())),
             )
-            return all(got.shape == want.shape and (got.float() - want).abs().max().item() < tolerance for got, want in checks)
+            return all(
+                got.shape == want.shape and (got.float() - want).abs().max().item() < tolerance for got, want in checks
+            )
     except (RuntimeError, NotImplementedError, AttributeError):
         return False

@@ -11,7 +11,7 @@ import torch
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def resolve_device(device: "str | torch.device | None" = None) -> torch.device:
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None``/``"auto"``: CUDA if present, else Apple MPS, else CPU; otherwise validated as given."""
     if device is None or device == "auto":
         if torch.cuda.is_available():
@@ -86,12 +86,19 @@ def fold_batch_norms(network: torch.nn.Module) -> int:
         children = dict(module.named_children())
         if isinstance(module, nn.Sequential):
             items = list(children.items())
-            pairs = [(a, b) for (a, ma), (b, mb) in zip(items, items[1:])
-                     if isinstance(ma, nn.Conv2d) and isinstance(mb, nn.BatchNorm2d)]
+            pairs = [
+                (a, b)
+                for (a, ma), (b, mb) in zip(items, items[1:], strict=False)
+                if isinstance(ma, nn.Conv2d) and isinstance(mb, nn.BatchNorm2d)
+            ]
         else:
-            pairs = [("conv" + name[2:], name) for name, child in children.items()
-                     if name.startswith("bn") and isinstance(child, nn.BatchNorm2d)
-                     and isinstance(children.get("conv" + name[2:]), nn.Conv2d)]
+            pairs = [
+                ("conv" + name[2:], name)
+                for name, child in children.items()
+                if name.startswith("bn")
+                and isinstance(child, nn.BatchNorm2d)
+                and isinstance(children.get("conv" + name[2:]), nn.Conv2d)
+            ]
         for conv_name, bn_name in pairs:
             conv, bn = children[conv_name], children[bn_name]
             if bn.training or not bn.track_running_stats or bn.running_var is None:
@@ -169,16 +176,17 @@ def prepare_network(
 
 
 _MAX_PREPARED_PER_NETWORK = 3  # e.g. bf16 and fp32 on the CPU and one GPU copy
-_PREPARED: "weakref.WeakKeyDictionary" = None  # network -> {(device, precision, channels_last): (signature, prepared)}
+_PREPARED: weakref.WeakKeyDictionary = None  # network -> {(device, precision, channels_last): (signature, prepared)}
 
 
-def prepared_network(network: torch.nn.Module, device: torch.device, precision: str, channels_last: bool) -> InferenceNetwork:
+def prepared_network(
+    network: torch.nn.Module, device: torch.device, precision: str, channels_last: bool
+) -> InferenceNetwork:
     """``prepare_network`` with a per-network cache, so repeated ``denoise`` calls do not copy the weights again.
 
     The cache entry is rebuilt when any parameter or buffer of ``network`` has
     been replaced or modified in place since it was made.
     """
-
     global _PREPARED
     if _PREPARED is None:
         _PREPARED = weakref.WeakKeyDictionary()

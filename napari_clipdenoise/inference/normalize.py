@@ -6,8 +6,8 @@ planes so lazy dask/zarr inputs are not read whole.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -95,7 +95,9 @@ def estimate_range(
     return IntensityRange(float(low), float(high))
 
 
-def sample_planes(read_plane: Callable[[tuple[int, ...]], np.ndarray], plane_indices: list[tuple[int, ...]]) -> list[np.ndarray]:
+def sample_planes(
+    read_plane: Callable[[tuple[int, ...]], np.ndarray], plane_indices: list[tuple[int, ...]]
+) -> list[np.ndarray]:
     """Read up to MAX_SAMPLE_PLANES evenly spaced planes, each subsampled to about 1 Mpx."""
     if len(plane_indices) > MAX_SAMPLE_PLANES:
         picks = np.linspace(0, len(plane_indices) - 1, MAX_SAMPLE_PLANES).round().astype(int)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class _PlaneReader:
 
     def index(self, plane_index: tuple[int, ...]) -> tuple:
         key: list = [slice(None)] * len(self.layout.axes)
-        for axis, i in zip(self.layout.planes, plane_index):
+        for axis, i in zip(self.layout.planes, plane_index, strict=True):
             key[axis] = i
         return tuple(key)
 
@@ -101,7 +101,8 @@ class _PlaneReader:
     def _to_cyx(self, plane: np.ndarray) -> np.ndarray:
         kept = self.kept_axes()
         order = ([kept.index(self.layout.channel)] if self.layout.channel is not None else []) + [
-            kept.index(self.layout.y), kept.index(self.layout.x)
+            kept.index(self.layout.y),
+            kept.index(self.layout.x),
         ]
         plane = np.transpose(plane, order)
         return plane if self.layout.channel is not None else plane[np.newaxis]
@@ -138,7 +139,11 @@ def plan_denoise(
     notes = [f"axes {layout.axes} ({'guessed' if guessed else 'given'}) for shape {shape}"]
     channel_count = shape[layout.channel] if layout.channel is not None else 1
     if rgb is None:
-        rgb = layout.channel is not None and channel_count in (3, 4) and (layout.axes[layout.channel] == "S" or layout.channel_last)
+        rgb = (
+            layout.channel is not None
+            and channel_count in (3, 4)
+            and (layout.axes[layout.channel] == "S" or layout.channel_last)
+        )
     elif rgb and channel_count not in (3, 4):
         raise ValueError(f"rgb=True needs a channel axis of 3 or 4 samples, got {channel_count} (axes {layout.axes})")
     if rgb and in_channels == 3:
@@ -246,8 +251,15 @@ def denoise(
 
     model = load_model(model)
     plan = plan_denoise(
-        image, model.in_channels, axes=axes, rgb=rgb, tile_size=tile_size, overlap=overlap,
-        intensity_range=intensity_range, output_dtype=output_dtype, pad_multiple=pad_multiple,
+        image,
+        model.in_channels,
+        axes=axes,
+        rgb=rgb,
+        tile_size=tile_size,
+        overlap=overlap,
+        intensity_range=intensity_range,
+        output_dtype=output_dtype,
+        pad_multiple=pad_multiple,
         balance_tiles=balance_tiles,
     )
     for note in plan.notes:
@@ -302,10 +314,20 @@ def denoise(
             if model.in_channels == 1 and len(group.channels) != 1:
                 raise AssertionError("channel groups for 1-channel models hold one channel")
             tiled_inference(
-                network, plane[channels], tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-                device=torch_device, precision=precision, channels_last=channels_last, pad_multiple=pad_multiple,
-                on_tiles=advance, cancel=should_stop, transform=_network_input(group),
-                sink=_row_writer(group, target[channels], plan.output_dtype), balance_tiles=balance_tiles,
+                network,
+                plane[channels],
+                tile_size=tile_size,
+                overlap=overlap,
+                batch_size=batch_size,
+                device=torch_device,
+                precision=precision,
+                channels_last=channels_last,
+                pad_multiple=pad_multiple,
+                on_tiles=advance,
+                cancel=should_stop,
+                transform=_network_input(group),
+                sink=_row_writer(group, target[channels], plan.output_dtype),
+                balance_tiles=balance_tiles,
             )
         if not direct:
             result[reader.index(plane_index)] = reader.to_original(target)
@@ -331,4 +353,3 @@ def _row_writer(group: ChannelGroup, target: np.ndarray, dtype: np.dtype) -> Cal
         target[:, start:stop] = to_dtype(group.scale.denormalize(rows), dtype)
 
     return sink
-

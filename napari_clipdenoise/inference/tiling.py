@@ -10,14 +10,16 @@ middle of each overlap and accumulated in float32. ``tile_size=None`` is one who
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 
 from ..errors import DenoiseCancelled
-from .tile_grid import ALIGN, balanced_tile, round_up, starts as _starts, stride as _stride
+from .tile_grid import ALIGN, balanced_tile, round_up
+from .tile_grid import starts as _starts
+from .tile_grid import stride as _stride
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -52,7 +54,7 @@ def _ramp(length: int, before: int, after: int) -> np.ndarray:
         if side == 1:
             weight[:shared] = np.minimum(weight[:shared], rising)
         else:
-            weight[length - shared:] = np.minimum(weight[length - shared:], rising[::-1])
+            weight[length - shared :] = np.minimum(weight[length - shared :], rising[::-1])
     return weight
 
 
@@ -92,8 +94,8 @@ class TilePlan:
         tile = self.tile_height if axis == 0 else self.tile_width
         total = np.zeros(self.padded_height if axis == 0 else self.padded_width, np.float64)
         for start, ramp in ramps.items():
-            total[start:start + tile] += ramp
-        return {start: (ramp / total[start:start + tile]).astype(np.float32) for start, ramp in ramps.items()}
+            total[start : start + tile] += ramp
+        return {start: (ramp / total[start : start + tile]).astype(np.float32) for start, ramp in ramps.items()}
 
 
 def _tile_pair(tile_size) -> tuple[int, int] | None:
@@ -137,8 +139,14 @@ def plan_tiles(
         tile_h, tile_w = balanced_tile(base_h, tile_h, overlap), balanced_tile(base_w, tile_w, overlap)
     stride_h, stride_w = _stride(tile_h, overlap), _stride(tile_w, overlap)
     return TilePlan(
-        height, width, base_h, base_w, tile_h, tile_w,
-        tuple(_starts(base_h, tile_h, stride_h)), tuple(_starts(base_w, tile_w, stride_w)),
+        height,
+        width,
+        base_h,
+        base_w,
+        tile_h,
+        tile_w,
+        tuple(_starts(base_h, tile_h, stride_h)),
+        tuple(_starts(base_w, tile_w, stride_w)),
     )
 
 
@@ -159,7 +167,11 @@ def autocast_context(device: torch.device, precision: str):
 
 def _is_oom(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text or "can't allocate memory" in text
+    return (
+        isinstance(exc, (torch.OutOfMemoryError, MemoryError))
+        or "out of memory" in text
+        or "can't allocate memory" in text
+    )
 
 
 def tiled_inference(
@@ -197,8 +209,20 @@ def tiled_inference(
     while True:
         plan = plan_tiles(height, width, tile_size, overlap, pad_multiple, balance_tiles)
         try:
-            return _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out_channels, on_tiles,
-                             should_stop, transform, sink)
+            return _run_plan(
+                fn,
+                plane,
+                plan,
+                batch_size,
+                device,
+                precision,
+                channels_last,
+                out_channels,
+                on_tiles,
+                should_stop,
+                transform,
+                sink,
+            )
         except _ShrinkTiles:
             current = max(plan.tile_height, plan.tile_width)
             if current <= 64:
@@ -232,8 +256,8 @@ def _read_tile(plane: np.ndarray, y: int, x: int, th: int, tw: int, rows: np.nda
     """The ``C x th x tw`` tile at (y, x) of the reflect-padded plane, without padding the whole plane."""
     _, height, width = plane.shape
     if y + th <= height and x + tw <= width:
-        return plane[:, y:y + th, x:x + tw]
-    return plane[:, rows[y:y + th, None], cols[None, x:x + tw]]
+        return plane[:, y : y + th, x : x + tw]
+    return plane[:, rows[y : y + th, None], cols[None, x : x + tw]]
 
 
 class _HostStaging:
@@ -291,15 +315,17 @@ class _RowStitcher:
     def add(self, y: int, x: int, tile: torch.Tensor) -> None:
         th, tw = self.plan.tile_height, self.plan.tile_width
         if self.band is None:
-            self.band = torch.zeros((tile.shape[0], th, self.plan.padded_width), dtype=torch.float32, device=self.device)
+            self.band = torch.zeros(
+                (tile.shape[0], th, self.plan.padded_width), dtype=torch.float32, device=self.device
+            )
         if y != self.top:
             self._emit(y)
             shift = y - self.top
             self.band[:, : th - shift] = self.band[:, shift:].clone()
-            self.band[:, th - shift:] = 0
+            self.band[:, th - shift :] = 0
             self.top = y
         weight = self.weights_y[y][:, None] * self.weights_x[x][None, :]
-        self.band[:, :, x:x + tw].addcmul_(tile, weight)
+        self.band[:, :, x : x + tw].addcmul_(tile, weight)
 
     def finish(self) -> None:
         self._emit(self.plan.height)
@@ -316,12 +342,25 @@ class _RowStitcher:
         self.sink(self.top, stop, rows.cpu().numpy())
 
 
-def _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out_channels, on_tiles, should_stop,
-              transform=None, sink=None):
+def _run_plan(
+    fn,
+    plane,
+    plan,
+    batch_size,
+    device,
+    precision,
+    channels_last,
+    out_channels,
+    on_tiles,
+    should_stop,
+    transform=None,
+    sink=None,
+):
     rows_index = reflect_indices(plan.height, plan.padded_height)
     cols_index = reflect_indices(plan.width, plan.padded_width)
     result = []
     if sink is None:
+
         def sink(start, stop, rows):
             if not result:
                 result.append(np.empty((rows.shape[0], plan.height, plan.width), np.float32))
@@ -336,14 +375,16 @@ def _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out
     while index < len(boxes):
         if should_stop():
             raise DenoiseCancelled("denoising was cancelled")
-        batch = boxes[index:index + batch_size]
+        batch = boxes[index : index + batch_size]
         geometry = None
         if getattr(fn, "accepts_tile_geometry", False):
             from ..model.network import TileGeometry
 
             geometry = TileGeometry(tuple(batch), (plan.padded_height, plan.padded_width))
         try:
-            tiles = staging.to_device([transform(_read_tile(plane, y, x, th, tw, rows_index, cols_index)) for y, x in batch])
+            tiles = staging.to_device(
+                [transform(_read_tile(plane, y, x, th, tw, rows_index, cols_index)) for y, x in batch]
+            )
             output = _forward(fn, tiles, device, precision, channels_last, geometry)
         except Exception as exc:
             if not _is_oom(exc):
@@ -356,7 +397,7 @@ def _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out
             raise _ShrinkTiles() from exc
         if out_channels is not None and output.shape[1] != out_channels:
             raise ValueError(f"the network returned {output.shape[1]} channels, expected {out_channels}")
-        for (y, x), tile_out in zip(batch, output):
+        for (y, x), tile_out in zip(batch, output, strict=True):
             stitcher.add(y, x, tile_out)
         index += len(batch)
         if on_tiles:
@@ -365,22 +406,35 @@ def _run_plan(fn, plane, plan, batch_size, device, precision, channels_last, out
     return result[0] if result else None
 
 
-def _forward(fn, tiles: torch.Tensor, device: torch.device, precision: str, channels_last: bool, geometry=None) -> torch.Tensor:
+def _forward(
+    fn, tiles: torch.Tensor, device: torch.device, precision: str, channels_last: bool, geometry=None
+) -> torch.Tensor:
     """Run ``fn`` on a batch already on ``device``; returns float32 on ``device``."""
     x = tiles
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    autocast = contextlib.nullcontext() if getattr(fn, "handles_precision", False) else autocast_context(device, precision)
+    autocast = (
+        contextlib.nullcontext() if getattr(fn, "handles_precision", False) else autocast_context(device, precision)
+    )
     with torch.inference_mode(), autocast:
         y = fn(x) if geometry is None else fn(x, geometry=geometry)
     return y.float()
 
 
-def count_tiles(height: int, width: int, tile_size, overlap: int, pad_multiple: int = ALIGN, balance: bool = True) -> int:
+def count_tiles(
+    height: int, width: int, tile_size, overlap: int, pad_multiple: int = ALIGN, balance: bool = True
+) -> int:
     return len(plan_tiles(height, width, tile_size, overlap, pad_multiple, balance))
 
 
 __all__ = [
-    "TilePlan", "plan_tiles", "balanced_tile", "tiled_inference", "count_tiles", "reflect_pad", "round_up", "as_cancel_check",
+    "TilePlan",
+    "plan_tiles",
+    "balanced_tile",
+    "tiled_inference",
+    "count_tiles",
+    "reflect_pad",
+    "round_up",
+    "as_cancel_check",
     "autocast_context",
 ]

@@ -48,7 +48,7 @@ _OME_CHANNEL_KEYS = (
 
 
 def _axes_for_core(axes: str) -> str | None:
-    """tifffile's axes string if the core can use it as is (Y and X once, letters unique)."""
+    """Tifffile's axes string if the core can use it as is (Y and X once, letters unique)."""
     if axes and "Y" in axes and "X" in axes and len(set(axes)) == len(axes) and axes.isalpha():
         return axes
     return None

@@ -82,7 +82,9 @@ def sniff_format(path: str | os.PathLike) -> str:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
         except zipfile.BadZipFile as exc:
-            raise CheckpointError(f"{path} looks like a torch zip archive but is corrupt ({exc}); download it again") from exc
+            raise CheckpointError(
+                f"{path} looks like a torch zip archive but is corrupt ({exc}); download it again"
+            ) from exc
         if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
             return "torchscript"
         return "torch-zip"
@@ -276,15 +278,15 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
 # --------------------------------------------------------------- CLIP RN50 weights
 def _clip_visual_to_encoder(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     prefix = "visual."
-    visual = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    visual = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not visual:
         # some exports hold the visual tower alone
         visual = dict(state)
     keep = {
         k: v.float()
         for k, v in visual.items()
-        if not k.startswith(("layer4.", "attnpool.")) and k.split(".")[0] in
-        {"conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "layer1", "layer2", "layer3"}
+        if not k.startswith(("layer4.", "attnpool."))
+        and k.split(".")[0] in {"conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "layer1", "layer2", "layer3"}
     }
     expected = CLIPDenoiser().encoder.state_dict()
     problem = describe_mismatch(expected, keep)

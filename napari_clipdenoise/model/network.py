@@ -37,7 +37,7 @@ class NetworkConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "NetworkConfig":
+    def from_dict(cls, data: dict) -> NetworkConfig:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
 
@@ -85,7 +85,7 @@ class CLIPEncoder(nn.Module):
         self.bn3 = nn.BatchNorm2d(width)
         self.avgpool = nn.AvgPool2d(2)
         inplanes = width
-        for index, (blocks, stride) in enumerate(zip(layers, (1, 2, 2)), start=1):
+        for index, (blocks, stride) in enumerate(zip(layers, (1, 2, 2), strict=True), start=1):
             planes = width * 2 ** (index - 1)
             stage = [Bottleneck(inplanes, planes, stride)]
             inplanes = planes * Bottleneck.expansion
@@ -131,7 +131,9 @@ class TileGeometry:
     full_size: tuple[int, int]  # (H, W) of the whole padded image
 
 
-def _upsample_axis(x: torch.Tensor, dim: int, n_out_global: int, offset_out: int, out: torch.Tensor | None = None) -> torch.Tensor:
+def _upsample_axis(
+    x: torch.Tensor, dim: int, n_out_global: int, offset_out: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Bilinear x2 along ``dim`` (2 or 3) with align_corners=True on the whole image's grid.
 
     Output ``p`` of this tile is global output ``P = offset_out + p`` and samples the
@@ -165,8 +167,15 @@ def _upsample_axis(x: torch.Tensor, dim: int, n_out_global: int, offset_out: int
     even[dim], odd[dim] = slice(0, None, 2), slice(1, None, 2)
     even, odd = out[tuple(even)], out[tuple(odd)]
     inner = n - 1  # the first even and the last odd output clamp to the tile's edge pixel
-    torch.lerp(x.narrow(dim, 1, inner), x.narrow(dim, 0, inner), to_previous.narrow(dim, 1, inner), out=even.narrow(dim, 1, inner))
-    torch.lerp(x.narrow(dim, 0, inner), x.narrow(dim, 1, inner), to_next.narrow(dim, 0, inner), out=odd.narrow(dim, 0, inner))
+    torch.lerp(
+        x.narrow(dim, 1, inner),
+        x.narrow(dim, 0, inner),
+        to_previous.narrow(dim, 1, inner),
+        out=even.narrow(dim, 1, inner),
+    )
+    torch.lerp(
+        x.narrow(dim, 0, inner), x.narrow(dim, 1, inner), to_next.narrow(dim, 0, inner), out=odd.narrow(dim, 0, inner)
+    )
     even.narrow(dim, 0, 1).copy_(x.narrow(dim, 0, 1))
     odd.narrow(dim, inner, 1).copy_(x.narrow(dim, inner, 1))
     return out
@@ -188,15 +197,18 @@ def _upsample_concat(x: torch.Tensor, skip: torch.Tensor, geometry: TileGeometry
     if torch.is_grad_enabled() and (x.requires_grad or skip.requires_grad):
         items = [
             _upsample_axis(_upsample_axis(item, 2, full_height, top // factor), 3, full_width, left // factor)
-            for item, (top, left) in zip(x.split(1), geometry.origins)
+            for item, (top, left) in zip(x.split(1), geometry.origins, strict=True)
         ]
         return torch.cat([torch.cat(items), skip], dim=1)
     joined = torch.empty(
-        (n, channels + skip.shape[1], 2 * height, 2 * width), dtype=x.dtype, device=x.device, memory_format=_memory_format(x)
+        (n, channels + skip.shape[1], 2 * height, 2 * width),
+        dtype=x.dtype,
+        device=x.device,
+        memory_format=_memory_format(x),
     )
     for index, (top, left) in enumerate(geometry.origins):
-        rows = _upsample_axis(x[index:index + 1], 2, full_height, top // factor)
-        _upsample_axis(rows, 3, full_width, left // factor, out=joined[index:index + 1, :channels])
+        rows = _upsample_axis(x[index : index + 1], 2, full_height, top // factor)
+        _upsample_axis(rows, 3, full_width, left // factor, out=joined[index : index + 1, :channels])
     joined[:, channels:] = skip
     return joined
 
@@ -210,7 +222,9 @@ class DecoderBlock(nn.Module):
         self.factor = factor  # output resolution is full / factor
         self.conv_block = ConvBlock(in_ch, out_ch, slope, bias)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, geometry: TileGeometry | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, skip: torch.Tensor | None = None, geometry: TileGeometry | None = None
+    ) -> torch.Tensor:
         if self.upsample and geometry is None:  # the reference path
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
             x = torch.cat([x, skip], dim=1)
@@ -244,7 +258,13 @@ class CLIPDenoiser(nn.Module):
         self.encoder = CLIPEncoder()
         self.encoder.requires_grad_(False)
         # (in, out, upsample, output factor): see METHOD.md's decoder table
-        blocks = [(1024, 512, False, 16), (1024, 256, True, 8), (512, 128, True, 4), (192, 64, True, 2), (67, 64, True, 1)]
+        blocks = [
+            (1024, 512, False, 16),
+            (1024, 256, True, 8),
+            (512, 128, True, 4),
+            (192, 64, True, 2),
+            (67, 64, True, 1),
+        ]
         self.up_path = nn.ModuleList(
             DecoderBlock(cin, cout, slope, bias, upsample=up, factor=f) for cin, cout, up, f in blocks
         )
@@ -258,7 +278,7 @@ class CLIPDenoiser(nn.Module):
     def out_channels(self) -> int:
         return self.config.out_channels
 
-    def train(self, mode: bool = True) -> "CLIPDenoiser":
+    def train(self, mode: bool = True) -> CLIPDenoiser:
         super().train(mode)
         if mode and self.encoder_bn_mode == "frozen":
             self.encoder.eval()
@@ -272,9 +292,7 @@ class CLIPDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, geometry: TileGeometry | None = None) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected an N x {self.in_channels} x H x W tensor, got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected an N x {self.in_channels} x H x W tensor, got shape {tuple(x.shape)}")
         height, width = x.shape[-2:]
         if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
             raise ValueError(
@@ -290,7 +308,7 @@ class CLIPDenoiser(nn.Module):
                 for k, f in enumerate(features[1:], start=1)
             ]
         y = self.up_path[0](features[4])
-        for block, skip in zip(self.up_path[1:], reversed(features[:4])):
+        for block, skip in zip(self.up_path[1:], reversed(features[:4]), strict=True):
             y = block(y, skip, geometry)
         return self.last(y)
 

@@ -14,9 +14,9 @@ import shutil
 import tempfile
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..errors import CheckpointError, ModelNotInstalledError
 
@@ -112,7 +112,7 @@ def install_hint(name: str) -> str:
 class DenoisingModel:
     """A loaded denoiser: the torch network plus what is known about it."""
 
-    network: "object"
+    network: object
     name: str
     metadata: dict = field(default_factory=dict)
     path: Path | None = None
@@ -133,7 +133,7 @@ class DenoisingModel:
     def device(self):
         return next(self.network.parameters()).device
 
-    def to(self, device) -> "DenoisingModel":
+    def to(self, device) -> DenoisingModel:
         self.network.to(device)
         return self
 
@@ -145,7 +145,7 @@ class DenoisingModel:
         return info
 
 
-def load_model(source: "str | os.PathLike | DenoisingModel", *, device=None) -> DenoisingModel:
+def load_model(source: str | os.PathLike | DenoisingModel, *, device=None) -> DenoisingModel:
     """Load a denoiser by registry/cache name or from a checkpoint path.
 
     Parameters
@@ -222,12 +222,16 @@ def install_model(
         raise ValueError(f"model name {name!r} must be 1-64 letters, digits, '_', '-' or '.' and start alphanumeric")
     target = installed_path(name)
     if target.exists() and not overwrite:
-        raise FileExistsError(f"a model named {name!r} is already installed at {target}; pass overwrite=True (--overwrite)")
+        raise FileExistsError(
+            f"a model named {name!r} is already installed at {target}; pass overwrite=True (--overwrite)"
+        )
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OSError(f"cannot create the model cache folder {folder}: {exc}; set {CACHE_ENV_VAR} to a writable folder") from exc
+        raise OSError(
+            f"cannot create the model cache folder {folder}: {exc}; set {CACHE_ENV_VAR} to a writable folder"
+        ) from exc
 
     text = os.fspath(source)
     scheme = urllib.parse.urlparse(text).scheme

@@ -60,7 +60,9 @@ def reference_state_dict(network: CLIPDenoiser, *, seed: int = 0) -> dict[str, t
     return state
 
 
-def write_reference_checkpoint(path: str | os.PathLike, in_channels: int = 3, *, seed: int = 0, bias: bool = False) -> CLIPDenoiser:
+def write_reference_checkpoint(
+    path: str | os.PathLike, in_channels: int = 3, *, seed: int = 0, bias: bool = False
+) -> CLIPDenoiser:
     """Write a BasicSR-style ``{'params': state_dict}`` file; return the network it holds."""
     network = random_network(in_channels, seed=seed, bias=bias)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +70,9 @@ def write_reference_checkpoint(path: str | os.PathLike, in_channels: int = 3, *,
     return network
 
 
-def write_project_checkpoint(path: str | os.PathLike, in_channels: int = 3, *, seed: int = 0, **metadata) -> CLIPDenoiser:
+def write_project_checkpoint(
+    path: str | os.PathLike, in_channels: int = 3, *, seed: int = 0, **metadata
+) -> CLIPDenoiser:
     """Write a project-format ``.safetensors`` file with random weights; return its network."""
     from .checkpoints import save_checkpoint
 
@@ -112,7 +116,7 @@ class _ScriptableCLIP(nn.Module):
         for name, tensor in state.items():
             if not name.startswith("visual."):
                 continue
-            *parents, leaf = name[len("visual."):].split(".")
+            *parents, leaf = name[len("visual.") :].split(".")
             module = self.visual
             for part in parents:
                 if not hasattr(module, part):

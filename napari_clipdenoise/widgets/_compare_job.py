@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Generator
 
 import numpy as np
 
-from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from ..errors import DenoiseCancelled
+from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from ._worker import JobOutcome, Progress, iterate_progress
 
 #: Method names for CLIP models are ``CLIP_PREFIX + <registry name or checkpoint path>``.
@@ -76,7 +76,7 @@ class CompareResults:
 def method_label(method: str) -> str:
     """Short display name: ``clip:/a/b/model.safetensors`` -> ``CLIP model``; ``nl_means`` as is."""
     if method.startswith(CLIP_PREFIX):
-        source = method[len(CLIP_PREFIX):]
+        source = method[len(CLIP_PREFIX) :]
         return "CLIP " + source.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
     return method
 
@@ -133,7 +133,7 @@ def compare_job(
             raise ValueError("pick at least one method to compare")
         # load the CLIP models first, so the times in the table are denoising times only
         for method in settings.methods:
-            source = method[len(CLIP_PREFIX):] if method.startswith(CLIP_PREFIX) else None
+            source = method[len(CLIP_PREFIX) :] if method.startswith(CLIP_PREFIX) else None
             if source is not None and source not in models:
                 yield Progress(step, total, f"loading {method_label(method)}")
                 from ..model.registry import load_model
@@ -165,7 +165,7 @@ def compare_job(
                 yield Progress(step, total, caption)
                 started = time.perf_counter()
                 if method.startswith(CLIP_PREFIX):
-                    output = yield from _run_clip(noisy, method[len(CLIP_PREFIX):], settings, cancel, models, caption)
+                    output = yield from _run_clip(noisy, method[len(CLIP_PREFIX) :], settings, cancel, models, caption)
                 else:
                     output = yield from _run_classical(noisy, method, sigma, settings, cancel, caption)
                 seconds = time.perf_counter() - started
@@ -195,9 +195,18 @@ def _run_clip(noisy, source, settings, cancel, models, caption):
 
     def call(progress):
         return denoise(
-            noisy.astype(np.float32, copy=False), model, axes=axes, rgb=settings.rgb, tile_size=settings.tile_size,
-            overlap=settings.overlap, device=settings.device, precision=settings.precision,
-            intensity_range=(0.0, 1.0), output_dtype=np.float32, progress=progress, cancel=cancel,
+            noisy.astype(np.float32, copy=False),
+            model,
+            axes=axes,
+            rgb=settings.rgb,
+            tile_size=settings.tile_size,
+            overlap=settings.overlap,
+            device=settings.device,
+            precision=settings.precision,
+            intensity_range=(0.0, 1.0),
+            output_dtype=np.float32,
+            progress=progress,
+            cancel=cancel,
         )
 
     output = yield from _relabel(iterate_progress(call, message=caption, cancel=cancel), caption, tiles=True)

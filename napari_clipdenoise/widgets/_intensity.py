@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 #: Float images whose values all lie in this interval are taken to be on the [0, 1] scale already.
 FLOAT_UNIT_MARGIN = (-0.5, 1.5)
 
@@ -25,7 +24,7 @@ class UnitScale:
     high: float
 
     @classmethod
-    def for_image(cls, image) -> "UnitScale":
+    def for_image(cls, image) -> UnitScale:
         array = np.asarray(image)
         if array.dtype == np.uint8:
             return cls(0.0, 255.0)

@@ -12,8 +12,8 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Generator
 from pathlib import Path
-from typing import Generator
 
 import numpy as np
 
@@ -68,9 +68,16 @@ def denoise_to_zarr_job(
         model = load_model(source)
         report = yield from iterate_progress(
             lambda progress: denoise_zarr(
-                image, output, model.path if model.path is not None else source, axes=settings.axes,
-                tile_size=settings.tile_size, overlap=settings.overlap, device=settings.device,
-                precision=settings.precision, progress=progress, cancel=cancel,
+                image,
+                output,
+                model.path if model.path is not None else source,
+                axes=settings.axes,
+                tile_size=settings.tile_size,
+                overlap=settings.overlap,
+                device=settings.device,
+                precision=settings.precision,
+                progress=progress,
+                cancel=cancel,
             ),
             message="denoising blocks into a zarr store",
             cancel=cancel,
@@ -86,16 +93,19 @@ def denoise_to_zarr_job(
         return JobOutcome(cancelled=True, info={"output": str(output), "temporary": temporary})
     except ImportError as exc:
         _discard(output, temporary)
-        return JobOutcome(error=ImportError(
-            f"layers too big for memory are denoised with dask and zarr, which are not installed ({exc});"
-            ' install them with: pip install "napari-clipdenoise[dask]"'
-        ))
+        return JobOutcome(
+            error=ImportError(
+                f"layers too big for memory are denoised with dask and zarr, which are not installed ({exc});"
+                ' install them with: pip install "napari-clipdenoise[dask]"'
+            )
+        )
     except Exception as exc:
         logger.debug("zarr denoise job failed", exc_info=True)
         _discard(output, temporary)
         return JobOutcome(error=exc)
-    return JobOutcome(result, info={"model": model, "seconds": time.perf_counter() - started, "output": str(output),
-                                    "report": report})
+    return JobOutcome(
+        result, info={"model": model, "seconds": time.perf_counter() - started, "output": str(output), "report": report}
+    )
 
 
 def _discard(output: Path, temporary: bool) -> None:

@@ -15,12 +15,27 @@ from ..inference.axes import AxesLayout, guess_axes, parse_axes
 
 #: napari axis labels (lower-cased) -> the core's axis letters.
 _LABEL_LETTERS = {
-    "t": "T", "time": "T",
-    "z": "Z", "depth": "Z", "slice": "Z",
-    "c": "C", "ch": "C", "channel": "C", "channels": "C",
-    "y": "Y", "row": "Y", "rows": "Y",
-    "x": "X", "col": "X", "cols": "X", "column": "X",
-    "s": "S", "rgb": "S", "rgba": "S", "colour": "S", "color": "S",
+    "t": "T",
+    "time": "T",
+    "z": "Z",
+    "depth": "Z",
+    "slice": "Z",
+    "c": "C",
+    "ch": "C",
+    "channel": "C",
+    "channels": "C",
+    "y": "Y",
+    "row": "Y",
+    "rows": "Y",
+    "x": "X",
+    "col": "X",
+    "cols": "X",
+    "column": "X",
+    "s": "S",
+    "rgb": "S",
+    "rgba": "S",
+    "colour": "S",
+    "color": "S",
 }
 
 

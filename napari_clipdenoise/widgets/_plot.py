@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
@@ -41,18 +41,41 @@ class LinePlot(FigureCanvasQTAgg):
         self.axes.set_xticks([])
         self.axes.set_yticks([])
         if message:
-            self.axes.text(0.5, 0.5, message, ha="center", va="center", color=FOREGROUND, fontsize=8,
-                           transform=self.axes.transAxes, wrap=True)
+            self.axes.text(
+                0.5,
+                0.5,
+                message,
+                ha="center",
+                va="center",
+                color=FOREGROUND,
+                fontsize=8,
+                transform=self.axes.transAxes,
+                wrap=True,
+            )
         self.draw_idle()
 
-    def plot(self, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, xlabel: str, ylabel: str,
-             title: str = "") -> None:
+    def plot(
+        self,
+        series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+        *,
+        xlabel: str,
+        ylabel: str,
+        title: str = "",
+    ) -> None:
         self.axes.clear()
         self._style()
         for name, (xs, ys) in series.items():
             dashed = name.startswith("noisy")
-            self.axes.plot(xs, ys, marker="o", markersize=4, linewidth=1.5, label=name,
-                           linestyle="--" if dashed else "-", color="#9aa0a6" if dashed else None)
+            self.axes.plot(
+                xs,
+                ys,
+                marker="o",
+                markersize=4,
+                linewidth=1.5,
+                label=name,
+                linestyle="--" if dashed else "-",
+                color="#9aa0a6" if dashed else None,
+            )
         self.axes.set_xlabel(xlabel, fontsize=8)
         self.axes.set_ylabel(ylabel, fontsize=8)
         if title:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QTableWidget, QTableWidgetItem
@@ -25,8 +25,11 @@ class ResultsTable(QTableWidget):
         self._rows: list[list] = []
 
     def set_rows(self, headers: Sequence[str], rows: Sequence[Sequence], decimals: Sequence[int | str | None]) -> None:
-        """Show ``rows``; ``decimals[i]`` formats column i for display: an int rounds to that many
-        places, a string is a format spec (e.g. ``"g"``), None shows the value as is."""
+        """Show ``rows``, formatting column i for display with ``decimals[i]``.
+
+        An int rounds to that many places, a string is a format spec (e.g. ``"g"``),
+        None shows the value as is.
+        """
         self._headers = list(headers)
         self._rows = [list(row) for row in rows]
         self.clear()

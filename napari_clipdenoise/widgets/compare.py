@@ -36,14 +36,14 @@ from ..model.registry import REGISTRY, install_hint, installed_models
 from ..noise import NOISE_MODELS
 from . import _layers
 from ._compare_job import CLIP_PREFIX, NOISY, CompareResults, CompareSettings, compare_job, method_label
+from ._inference_options import InferenceOptions
 from ._intensity import UnitScale
+from ._job import JobWidgetMixin
 from ._layer_combo import ImageLayerCombo
 from ._model_combo import CHECKPOINT_FILTER
 from ._plot import LinePlot
 from ._table import ResultsTable
 from ._worker import JobOutcome, Progress, if_alive
-from ._inference_options import InferenceOptions
-from ._job import JobWidgetMixin
 
 LAYER_PREFIX = "[compare] "
 MODE_REFERENCE = "Add noise to a clean reference"
@@ -204,11 +204,11 @@ class CompareWidget(JobWidgetMixin, QWidget):
         items = [self.methods.item(i) for i in range(self.methods.count())]
         ticked = {item.data(Qt.ItemDataRole.UserRole) for item in items if item.checkState() == Qt.CheckState.Checked}
         listed = {item.data(Qt.ItemDataRole.UserRole) for item in items}
-        checkpoints = [m for m in listed if m.startswith(CLIP_PREFIX) and _looks_like_path(m[len(CLIP_PREFIX):])]
+        checkpoints = [m for m in listed if m.startswith(CLIP_PREFIX) and _looks_like_path(m[len(CLIP_PREFIX) :])]
         self.methods.clear()
         self._fill_methods()
         for method in checkpoints:
-            self.add_checkpoint(method[len(CLIP_PREFIX):])
+            self.add_checkpoint(method[len(CLIP_PREFIX) :])
         for i in range(self.methods.count()):
             item = self.methods.item(i)
             method = item.data(Qt.ItemDataRole.UserRole)
@@ -245,8 +245,9 @@ class CompareWidget(JobWidgetMixin, QWidget):
         """Check exactly ``methods`` (classical names, ``clip:<name>`` or checkpoint paths via ``add_checkpoint``)."""
         wanted = list(methods)
         items = [self.methods.item(i) for i in range(self.methods.count())]
-        known = [item.data(Qt.ItemDataRole.UserRole) for item in items
-                 if item.flags() & Qt.ItemFlag.ItemIsUserCheckable]
+        known = [
+            item.data(Qt.ItemDataRole.UserRole) for item in items if item.flags() & Qt.ItemFlag.ItemIsUserCheckable
+        ]
         missing = [m for m in wanted if m not in known]
         if missing:
             raise ValueError(f"unknown method(s) {missing} (a CLIP model must be installed); available: {known}")
@@ -288,8 +289,14 @@ class CompareWidget(JobWidgetMixin, QWidget):
         tile, overlap = self._options.tiling()
         levels = parse_levels(self.levels.text()) if self.reference_mode else ()
         return CompareSettings(
-            methods=methods, noise=self.noise.currentText(), levels=levels, seed=self.seed.value(), rgb=rgb,
-            tile_size=tile, overlap=overlap, device=self.device.currentText(),
+            methods=methods,
+            noise=self.noise.currentText(),
+            levels=levels,
+            seed=self.seed.value(),
+            rgb=rgb,
+            tile_size=tile,
+            overlap=overlap,
+            device=self.device.currentText(),
             precision=self.precision.currentText(),
         )
 
@@ -332,8 +339,17 @@ class CompareWidget(JobWidgetMixin, QWidget):
         running = self.is_running
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        for widget in (self.mode, self.layer_combo, self.noise, self.levels, self.seed, self.methods,
-                       self.add_checkpoint_button, self.refresh_methods_button, self.advanced):
+        for widget in (
+            self.mode,
+            self.layer_combo,
+            self.noise,
+            self.levels,
+            self.seed,
+            self.methods,
+            self.add_checkpoint_button,
+            self.refresh_methods_button,
+            self.advanced,
+        ):
             widget.setEnabled(not running)
         has_rows = bool(self.table.rows())
         self.copy_button.setEnabled(has_rows)
@@ -396,9 +412,7 @@ class CompareWidget(JobWidgetMixin, QWidget):
             compare_job, image01, settings, self._cancel, reference=reference, models=self._models, _start_thread=False
         )
         worker.yielded.connect(if_alive(self, self._on_progress))
-        worker.returned.connect(
-            if_alive(self, lambda outcome: self._on_returned(outcome, layer, geometry, reference))
-        )
+        worker.returned.connect(if_alive(self, lambda outcome: self._on_returned(outcome, layer, geometry, reference)))
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self._update_buttons()
@@ -458,10 +472,17 @@ class CompareWidget(JobWidgetMixin, QWidget):
                 name = f"{LAYER_PREFIX}{kind} {run.level:g} · {'noisy' if run.method == NOISY else label}"
             else:
                 name = f"{LAYER_PREFIX}{label}"
-            meta = {"clipdenoise_compare": {
-                "method": run.method, "level": run.level, "noise": kind if reference else None,
-                "seed": results.settings.seed, "psnr": run.psnr, "ssim": run.ssim, "source_layer": layer.name,
-            }}
+            meta = {
+                "clipdenoise_compare": {
+                    "method": run.method,
+                    "level": run.level,
+                    "noise": kind if reference else None,
+                    "seed": results.settings.seed,
+                    "psnr": run.psnr,
+                    "ssim": run.ssim,
+                    "source_layer": layer.name,
+                }
+            }
             outputs[name] = (run.output, {**look, "metadata": meta})
             if not reference:
                 values = _layers.residual(results.input, run.output)
@@ -488,8 +509,12 @@ class CompareWidget(JobWidgetMixin, QWidget):
             runs = [r for r in results.runs if r.method == method]
             series[method_label(method)] = ([r.level for r in runs], [r.psnr for r in runs])
         unit = LEVELS.get(results.settings.noise, ("", "level"))[1]
-        self.plot.plot(series, xlabel=f"{results.settings.noise} noise: {unit}", ylabel="PSNR (dB)",
-                       title="PSNR against noise level")
+        self.plot.plot(
+            series,
+            xlabel=f"{results.settings.noise} noise: {unit}",
+            ylabel="PSNR (dB)",
+            title="PSNR against noise level",
+        )
         self.summary.setText("")
         self._update_buttons()
 
@@ -512,5 +537,3 @@ class CompareWidget(JobWidgetMixin, QWidget):
 
 def _looks_like_path(source: str) -> bool:
     return "/" in source or "\\" in source or source.endswith((".safetensors", ".pth", ".pt"))
-
-

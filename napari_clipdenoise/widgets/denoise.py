@@ -10,8 +10,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Generator
 from dataclasses import asdict, dataclass
-from typing import Any, Generator
+from typing import Any
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -27,12 +28,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
-from ._inference_options import InferenceOptions
-from ._job import ERROR_STYLE, JobWidgetMixin
 from ..errors import DenoiseCancelled, ModelNotInstalledError
 from ..inference.axes import parse_axes
+from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from . import _large, _layers
+from ._inference_options import InferenceOptions
+from ._job import ERROR_STYLE, JobWidgetMixin
 from ._layer_combo import ImageLayerCombo
 from ._model_combo import ModelCombo
 from ._worker import JobOutcome, Progress, if_alive, iterate_progress
@@ -397,8 +398,12 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
             if not layer.rgb:
                 look["colormap"] = "gray"
             _layers.add_or_update_image(
-                self.viewer, layer.name + (RESIDUAL_PREVIEW_SUFFIX if offset else RESIDUAL_SUFFIX), values,
-                metadata={"clipdenoise": {**record, "residual": "input - denoised"}}, **geometry, **look,
+                self.viewer,
+                layer.name + (RESIDUAL_PREVIEW_SUFFIX if offset else RESIDUAL_SUFFIX),
+                values,
+                metadata={"clipdenoise": {**record, "residual": "input - denoised"}},
+                **geometry,
+                **look,
             )
         self.viewer.layers.selection.active = self.viewer.layers[name]
         self._set_status(f"Done in {seconds:.1f} s → layer '{name}' ({model.name}).")
@@ -421,5 +426,3 @@ def _mtime(source) -> int | None:
         except (OSError, TypeError, ValueError):
             continue
     return None
-
-
