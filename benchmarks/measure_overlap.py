@@ -50,7 +50,7 @@ def main() -> None:
         tiled = denoise(image, model, tile_size=tile, overlap=overlap, precision="fp32")
         elapsed = time.perf_counter() - start
         diff = np.abs(tiled - whole)
-        from napari_clipdenoise.inference.tiling import count_tiles
+        from napari_clipdenoise.inference.tile_grid import count_tiles
 
         row = dict(
             tile=tile,

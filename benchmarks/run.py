@@ -121,7 +121,10 @@ class _NetworkTimer:
     def install(self):
         import torch
 
-        from napari_clipdenoise.inference import device as device_module
+        try:
+            from napari_clipdenoise.inference import prepare as device_module
+        except ImportError:  # an older core: prepared networks lived in inference.device
+            from napari_clipdenoise.inference import device as device_module
 
         if not hasattr(device_module, "InferenceNetwork"):
             return  # an older core without prepared networks (used for before/after comparisons)
@@ -146,7 +149,8 @@ def child_network(spec: dict) -> dict:
     """Raw network time on one batch of random tiles, no pipeline around it."""
     import torch
 
-    from napari_clipdenoise.inference.device import prepare_network, resolve_device
+    from napari_clipdenoise.inference.device import resolve_device
+    from napari_clipdenoise.inference.prepare import prepare_network
     from napari_clipdenoise.inference.tiling import _forward
     from napari_clipdenoise.model.testing import random_network
 
@@ -183,7 +187,7 @@ def child_denoise(spec: dict) -> dict:
     import torch
 
     from napari_clipdenoise import denoise
-    from napari_clipdenoise.inference.tiling import plan_tiles
+    from napari_clipdenoise.inference.tile_grid import plan_tiles
     from napari_clipdenoise.model.registry import DenoisingModel
     from napari_clipdenoise.model.testing import random_network
 

@@ -5,7 +5,16 @@ napari's plugin discovery) never imports torch, napari or Qt.
 """
 
 from ._lazy import lazy_exports
-from ._version import __version__
+
+try:
+    from ._version import __version__  # written from the git tag when the package is installed
+except ImportError:  # a source tree that was never installed
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        __version__ = version("napari-clipdenoise")
+    except PackageNotFoundError:
+        __version__ = "0+unknown"
 
 _LAZY = {
     "load_model": "napari_clipdenoise.model.registry",

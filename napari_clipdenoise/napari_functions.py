@@ -15,20 +15,21 @@ from typing import Literal
 import numpy as np
 from napari.types import ImageData
 
-from .widgets._intensity import UnitScale
+from .inference.options import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, DEVICES, PRECISIONS
+from .unit_scale import UnitScale
 
 NoiseKind = Literal["gaussian", "poisson", "poisson_peak", "spatial_gaussian", "speckle", "salt_pepper"]
 ClassicalMethod = Literal["nl_means", "tv", "wavelet", "bm3d"]
-Device = Literal["auto", "cpu", "cuda", "mps"]
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Device = Literal[DEVICES]
+Precision = Literal[PRECISIONS]
 
 
 def denoise_image(
     image: ImageData,
     model: str = "gaussian15",
     axes: str = "",
-    tile_size: int = 1024,
-    overlap: int = 256,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    overlap: int = DEFAULT_OVERLAP,
     device: Device = "auto",
     precision: Precision = "auto",
 ) -> ImageData:

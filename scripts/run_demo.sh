@@ -87,7 +87,7 @@ from pathlib import Path
 import tifffile
 from skimage.metrics import peak_signal_noise_ratio as psnr
 
-from napari_clipdenoise.io.formats import read_provenance
+from napari_clipdenoise.formats import read_provenance
 
 folder, model = Path(sys.argv[1]), sys.argv[2]
 clean = tifffile.imread(folder / "camera_clean.tif")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_clipdenoise.io.formats import read_provenance
+from napari_clipdenoise.formats import read_provenance
 
 CLI = [sys.executable, "-m", "napari_clipdenoise.cli"]
 FAST = ["--tile-size", "none", "--precision", "fp32", "--device", "cpu"]

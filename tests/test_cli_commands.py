@@ -79,9 +79,8 @@ def test_bad_options_fail_before_any_work(png_input, installed_gaussian15, capsy
     assert "--overlap (32) must be smaller than --tile-size (32)" in capsys.readouterr().err
     assert main(["denoise", str(png_input), "--output-dtype", "complex64"]) == 2
     assert "integer or float" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["denoise", str(png_input), "--tile-size", "30"])
-    assert "multiple of 16" in capsys.readouterr().err
+    assert main(["denoise", str(png_input), "--tile-size", "30"]) == 2
+    assert "--tile-size must be a positive multiple of 16" in capsys.readouterr().err
     assert main(["denoise", str(png_input), "--device", "cuda:7"]) == 2
     assert "torch sees no CUDA GPU" in capsys.readouterr().err
 
@@ -133,16 +132,14 @@ def test_scheduler_hands_zarr_inputs_to_denoise_zarr(tmp_path, rgb_checkpoint, m
     assert main(argv) == 0, capsys.readouterr().err
     ((source, output, model, options),) = calls
     assert (source, output, model) == (str(tmp_path / "v.zarr"), str(tmp_path / "v_denoised.zarr"), str(rgb_checkpoint))
+    from napari_clipdenoise.inference.options import InferenceOptions
+
     assert options == {
         "scheduler": "tcp://127.0.0.1:8786",
         "axes": None,
-        "tile_size": 64,
-        "overlap": 16,
-        "device": "auto",  # as given: each worker resolves it for its own hardware
-        "precision": "fp32",
-        "batch_size": None,
-        "intensity_range": "auto",
-        "output_dtype": None,
+        # as given: each worker resolves device, precision and batch size for its own hardware
+        "options": InferenceOptions(tile_size=64, overlap=16, device="auto", precision="fp32"),
+        "overwrite": False,
         "progress": options["progress"],
     }
     # a rerun is handed over again (the engine resumes unfinished blocks), --overwrite and --axes are passed on
@@ -212,7 +209,7 @@ def test_scheduler_sync_runs_the_real_dask_engine(tmp_path, rgb_checkpoint, caps
 
 
 def test_intensity_range_reaches_the_core_and_the_provenance(png_input, installed_gaussian15, capsys):
-    from napari_clipdenoise.io.formats import read_provenance
+    from napari_clipdenoise.formats import read_provenance
 
     with pytest.raises(SystemExit):
         main(["denoise", str(png_input), "--intensity-range", "high,low"])

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from napari_clipdenoise.inference.cpu_fusion import FusedConv2d, fuse_convolutions, fusion_supported
-from napari_clipdenoise.inference.device import fold_batch_norms, prepare_network, prepared_network
-from napari_clipdenoise.model.network import TileGeometry
+from napari_clipdenoise.inference.prepare import fold_batch_norms, prepare_network, prepared_network
+from napari_clipdenoise.inference.tile_grid import TileGeometry
 from napari_clipdenoise.model.testing import random_network
 
 CPU = torch.device("cpu")

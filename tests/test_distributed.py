@@ -127,7 +127,7 @@ def test_cluster_output_equals_whole_volume_denoise(client, tmp_path, volume, re
 def test_cluster_uses_the_whole_images_balanced_tiles(client, tmp_path, volume, gray_checkpoint):
     """With 80 px tiles a 96 px axis is balanced to two 64 px tiles, the second flush with the edge (at 32,
     off the 48 px stride): blocks must use that grid and read every tile that touches them."""
-    from napari_clipdenoise.inference.tiling import plan_tiles
+    from napari_clipdenoise.inference.tile_grid import plan_tiles
 
     assert plan_tiles(96, 96, 80, OVERLAP).tile_height == 64
     import torch

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_clipdenoise.distributed.blocks import ALIGN, axis_tiling, plan_blocks, read_range
+from napari_clipdenoise.distributed.blocks import ALIGN, plan_blocks, read_range
 from napari_clipdenoise.inference.axes import parse_axes
-from napari_clipdenoise.inference.tiling import plan_tiles
+from napari_clipdenoise.inference.tile_grid import plan_tiles
 
 
 @settings(max_examples=60, deadline=None)
@@ -57,22 +57,22 @@ def test_blocks_tile_the_array_once_in_whole_units(
     size=st.integers(1, 300),
 )
 def test_exact_read_range_gives_a_block_the_whole_images_tiles_and_weights(length, tile, overlap, start, size):
-    """The block's own tile plan over its read range has exactly the whole image's tiles that touch its
-    output range, with the same blending weights there (the edge-flush last tile included)."""
+    """The window of the whole image's plan over a block's read range runs exactly the whole image's tiles that
+    touch its output range, with the same blending weights, and is exact over the whole output range."""
     if overlap >= tile or start >= length:
         return
     stop = min(length, start + size)
-    tiling = axis_tiling(length, tile, overlap)
-    first, last = read_range(start, stop, tiling, None)
     whole = plan_tiles(length, 16, tile, overlap)  # what denoise() does with the whole image
-    block = plan_tiles(last - first, 16, tiling.tile_to_request(tile), overlap, balance=False)  # a worker
-    assert (whole.tile_height, block.tile_height) == (tiling.tile, tiling.tile), "tiles are used exactly"
-    touching = [s for s in whole.starts_y if s < stop and s + tiling.tile > start]
-    assert [first + s for s in block.starts_y] == touching
-    whole_weights, block_weights = whole.weights_1d(0), block.weights_1d(0)
+    first, last = read_range(start, stop, whole, 0, None)
+    block = whole.window(first, 0, last - first, 16)  # what a worker runs
+    touching = [s for s in whole.starts_y if s < stop and s + whole.tile_height > start]
+    assert set(touching) <= {first + s for s in block.starts_y}
+    (exact_low, exact_high), _ = block.exact_region()
+    assert exact_low <= start and stop <= exact_high, "every output pixel of the block is exact"
+    whole_weights, block_weights = whole.blend_weights(0), block.blend_weights(0)
     for s in touching:
-        lo, hi = max(start, s) - s, min(stop, s + tiling.tile) - s
-        np.testing.assert_array_equal(block_weights[s - first][lo:hi], whole_weights[s][lo:hi])
+        np.testing.assert_array_equal(block_weights[s - first], whole_weights[s])
+    assert block.geometry([(0, 0)]).full_size == whole.full_size
 
 
 def test_channel_axis_is_never_split_and_shards_are_the_unit():

@@ -19,7 +19,8 @@ import pytest
 import skimage.data
 from scipy import ndimage, signal
 
-from src_training.evaluate import (
+from napari_clipdenoise.inference.options import InferenceOptions
+from napari_clipdenoise.training.evaluate import (
     EvaluationError,
     InferenceSettings,
     Method,
@@ -221,7 +222,7 @@ def test_reference_inference_equals_a_direct_network_call(rgb_model, gray_model)
     rng = np.random.default_rng(3)
     noisy = (rng.random((37, 45, 3)) * 1.2 - 0.1).astype(np.float64)  # unclipped, like Gaussian test inputs
     method = Method("m", "model", "m", model=rgb_model)
-    ours = apply_method(method, noisy, InferenceSettings("reference", "cpu"))
+    ours = apply_method(method, noisy, InferenceSettings("reference", InferenceOptions(device="cpu", precision="fp32")))
     x = torch.from_numpy(noisy).permute(2, 0, 1).float().contiguous()[None]  # the layout alone changes the last bits
     h, w = x.shape[-2:]
     x = F.pad(x, (0, (32 - w % 32) % 32, 0, (32 - h % 32) % 32), "reflect")
@@ -230,12 +231,19 @@ def test_reference_inference_equals_a_direct_network_call(rgb_model, gray_model)
     assert ours.shape == noisy.shape and ours.dtype == np.float32
     np.testing.assert_array_equal(ours, direct)
     gray = apply_method(
-        Method("g", "model", "g", model=gray_model), noisy[..., 0], InferenceSettings("reference", "cpu"), clamp=False
+        Method("g", "model", "g", model=gray_model),
+        noisy[..., 0],
+        InferenceSettings("reference", InferenceOptions(device="cpu", precision="fp32")),
+        clamp=False,
     )
     x1 = F.pad(torch.from_numpy(noisy[..., 0]).float()[None, None], (0, 19, 0, 27), "reflect")
     with torch.no_grad():
         np.testing.assert_array_equal(gray, gray_model.network.eval()(x1)[0, 0, :37, :45].numpy())
-    tiled = apply_method(method, noisy, InferenceSettings("tiled", "cpu", tile_size=32, overlap=16))
+    tiled = apply_method(
+        method,
+        noisy,
+        InferenceSettings("tiled", InferenceOptions(device="cpu", precision="fp32", tile_size=32, overlap=16)),
+    )
     assert tiled.shape == noisy.shape and 0 <= tiled.min() and tiled.max() <= 1
 
 
@@ -249,7 +257,7 @@ def test_tables_and_cli(test_set, tmp_path, rgb_checkpoint):
         [
             sys.executable,
             "-m",
-            "src_training.evaluate",
+            "napari_clipdenoise.training.evaluate",
             "--sets",
             str(test_set),
             str(second),

@@ -12,11 +12,8 @@ import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_clipdenoise.io import tiff
-from napari_clipdenoise.io.atomic import atomic_output, partial_path, remove_stale_partials
-from napari_clipdenoise.io.base import UnreadableImageError, UnsupportedFormatError
-from napari_clipdenoise.io.discovery import check_output_folders, expand_inputs, plan_outputs
-from napari_clipdenoise.io.formats import (
+from napari_clipdenoise.batch.discovery import check_output_folders, expand_inputs, plan_outputs
+from napari_clipdenoise.formats import (
     format_of,
     looks_like_output,
     open_sink,
@@ -24,8 +21,11 @@ from napari_clipdenoise.io.formats import (
     output_name,
     read_provenance,
     split_name,
+    tiff,
 )
-from napari_clipdenoise.io.provenance import build_provenance, sidecar_path
+from napari_clipdenoise.formats.atomic import atomic_output, partial_path, remove_stale_partials
+from napari_clipdenoise.formats.base import UnreadableImageError, UnsupportedFormatError
+from napari_clipdenoise.formats.provenance import build_provenance, sidecar_path
 
 PROVENANCE = build_provenance(
     {"name": "test", "sha256": "ab" * 32},
@@ -315,8 +315,9 @@ def test_sidecar_path_and_provenance_content(tmp_path):
 def test_lazy_tiff_input_is_denoised_plane_by_plane_into_a_memory_mapped_output(tmp_path, rng, monkeypatch, gray_model):
     """Above the in-memory limit: chunked (zarr store) reading and a memory-mapped TIFF filled by the core."""
     from napari_clipdenoise import denoise
-    from napari_clipdenoise.io.batch import DenoiseSettings, process_job
-    from napari_clipdenoise.io.discovery import Job
+    from napari_clipdenoise.batch.discovery import Job
+    from napari_clipdenoise.batch.runner import BatchSettings, process_job
+    from napari_clipdenoise.inference.options import InferenceOptions
 
     data = rng.integers(0, 60000, (2, 32, 48), dtype=np.uint16)
     tifffile.imwrite(tmp_path / "s.tif", data, compression="zlib", photometric="minisblack", metadata={"axes": "ZYX"})
@@ -332,7 +333,7 @@ def test_lazy_tiff_input_is_denoised_plane_by_plane_into_a_memory_mapped_output(
     import torch
 
     progress = Quiet()
-    settings = DenoiseSettings(tile_size=None, overlap=0, precision="fp32")
+    settings = BatchSettings(InferenceOptions(tile_size=None, overlap=0, precision="fp32"), model_spec="gray")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # several times faster than 2 threads on a busy 2-core machine
     try:

@@ -5,8 +5,9 @@ import torch
 from reference_network import RefCLIPDenoising
 
 from napari_clipdenoise import load_model
+from napari_clipdenoise.inference.tile_grid import TileGeometry
 from napari_clipdenoise.model.checkpoints import load_reference_checkpoint
-from napari_clipdenoise.model.network import CLIPDenoiser, NetworkConfig, TileGeometry, count_trainable_parameters
+from napari_clipdenoise.model.network import CLIPDenoiser, NetworkConfig, count_trainable_parameters
 from napari_clipdenoise.model.testing import random_network, reference_state_dict, write_reference_checkpoint
 
 

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from napari_clipdenoise import denoise
-from napari_clipdenoise.inference.device import fold_batch_norms, prepare_network, prepared_network
-from napari_clipdenoise.inference.tiling import plan_tiles, reflect_indices, tiled_inference
+from napari_clipdenoise.inference.prepare import fold_batch_norms, prepare_network, prepared_network
+from napari_clipdenoise.inference.tile_grid import plan_tiles, reflect_indices
+from napari_clipdenoise.inference.tiling import tiled_inference
 from napari_clipdenoise.model.registry import DenoisingModel
 from napari_clipdenoise.model.testing import random_network
 
@@ -161,7 +162,7 @@ def test_memory_is_bounded_by_the_tile_not_the_image():
 
 def test_fast_upsampling_keeps_the_whole_image_grid_for_tiles():
     """The prepared copy's decoder samples tiles exactly like the reference network does (fp32)."""
-    from napari_clipdenoise.model.network import TileGeometry
+    from napari_clipdenoise.inference.tile_grid import TileGeometry
 
     network = random_network(3, seed=4)
     prepared = prepare_network(network, torch.device("cpu"), "fp32", channels_last=True)

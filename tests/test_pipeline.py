@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from napari_clipdenoise import denoise, plan_denoise
 from napari_clipdenoise.errors import DenoiseCancelled
 from napari_clipdenoise.inference.axes import guess_axes, parse_axes
-from napari_clipdenoise.inference.pipeline import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+from napari_clipdenoise.inference.options import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 
 FAST = dict(tile_size=None, precision="fp32")
 

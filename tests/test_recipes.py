@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tomllib
 
-from src_training import config as cfg
-from src_training.augment import apply_mixup, geometric_augment, mixup_params
-from src_training.schedule import CyclicCosineLR, lr_at, scaled_periods
+from napari_clipdenoise.training import config as cfg
+from napari_clipdenoise.training.augment import apply_mixup, geometric_augment, mixup_params
+from napari_clipdenoise.training.schedule import CyclicCosineLR, lr_at, scaled_periods
 
 RECIPES = Path(cfg.__file__).parent / "recipes"
 
@@ -139,7 +139,7 @@ def test_toml_round_trip(tmp_path):
 
 
 def test_train_command_line_shortcuts():
-    from src_training.train import build_parser, resolve_from_args
+    from napari_clipdenoise.training.train import build_parser, resolve_from_args
 
     args = build_parser().parse_args(
         [

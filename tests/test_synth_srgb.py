@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from src_training import synth_srgb as ss
+from napari_clipdenoise.training import synth_srgb as ss
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +98,8 @@ def test_command_line_writes_pairs_training_can_read(tmp_path):
     assert ss.main(["--clean", str(clean_dir), "--out", str(clean_dir), "--no-progress"]) == 2
     assert ss.main(["--clean", str(clean_dir), "--out", str(out_dir), "--crf-mat", "x.mat", "--no-progress"]) == 2
 
-    from src_training.config import load_config
-    from src_training.data import PatchSampler
+    from napari_clipdenoise.training.config import load_config
+    from napari_clipdenoise.training.data import PatchSampler
 
     config = load_config(
         "srgb",

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from napari_clipdenoise.errors import DenoiseCancelled
-from napari_clipdenoise.inference.tiling import plan_tiles, tiled_inference
+from napari_clipdenoise.inference.tile_grid import plan_tiles
+from napari_clipdenoise.inference.tiling import tiled_inference
 
 
 def _local_filter(seed: int = 0):

@@ -66,7 +66,7 @@ def test_resume_continues_exactly(image_folder, tmp_path):
     from safetensors.torch import load_file
 
     from napari_clipdenoise import load_model
-    from src_training.train import main
+    from napari_clipdenoise.training.train import main
 
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main(_args(image_folder, straight, 20)) == 0
@@ -108,7 +108,7 @@ def test_resume_continues_exactly(image_folder, tmp_path):
 
 def test_loss_goes_down_on_a_fixed_batch(tmp_path):
     """Overfit one 32 x 32 image (no crops/flips/mixup to vary it) with a higher learning rate."""
-    from src_training.train import main
+    from napari_clipdenoise.training.train import main
 
     folder = tmp_path / "one"
     folder.mkdir()
@@ -144,8 +144,8 @@ def test_encoder_sources(tmp_path, image_folder):
         write_clip_torchscript,
         write_reference_checkpoint,
     )
-    from src_training.config import load_config
-    from src_training.train import TrainingError, build_network
+    from napari_clipdenoise.training.config import load_config
+    from napari_clipdenoise.training.train import TrainingError, build_network
 
     base = [("data.train", str(image_folder))]
     with pytest.raises(TrainingError, match="--random-encoder"):
@@ -184,7 +184,7 @@ def test_cli_without_clip_weights_stops_with_a_clear_message(image_folder, tmp_p
         [
             sys.executable,
             "-m",
-            "src_training.train",
+            "napari_clipdenoise.training.train",
             "gaussian15",
             "--data",
             str(image_folder),
@@ -207,7 +207,7 @@ def test_cli_without_clip_weights_stops_with_a_clear_message(image_folder, tmp_p
 
 
 def test_missing_data_is_reported(tmp_path):
-    from src_training.train import main
+    from napari_clipdenoise.training.train import main
 
     assert main(["gaussian15", "--random-encoder", "--out", str(tmp_path / "r")]) == 2  # no --data
     assert (
@@ -216,8 +216,8 @@ def test_missing_data_is_reported(tmp_path):
 
 
 def test_patch_sampler_kinds(tmp_path, image_folder):
-    from src_training.config import load_config
-    from src_training.data import PatchSampler, pad_to
+    from napari_clipdenoise.training.config import load_config
+    from napari_clipdenoise.training.data import PatchSampler, pad_to
 
     ct = tmp_path / "ct"
     ct.mkdir()

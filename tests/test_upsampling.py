@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
 
-from napari_clipdenoise.model.network import TileGeometry, _upsample_concat
+from napari_clipdenoise.inference.tile_grid import TileGeometry
+from napari_clipdenoise.model.network import _upsample_concat
 
 
 def _tile_and_reference(h, w, top, left, th, tw, factor, channels_last, seed=0):

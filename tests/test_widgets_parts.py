@@ -12,9 +12,9 @@ pytest.importorskip("napari")
 
 from napari.layers import Image  # noqa: E402
 
-from napari_clipdenoise.widgets._intensity import UnitScale  # noqa: E402
+from napari_clipdenoise.jobs import Progress, iterate_progress  # noqa: E402
+from napari_clipdenoise.unit_scale import UnitScale  # noqa: E402
 from napari_clipdenoise.widgets._layers import geometry_kwargs, layer_axes, residual_limits  # noqa: E402
-from napari_clipdenoise.widgets._worker import Progress, iterate_progress  # noqa: E402
 
 
 @pytest.mark.parametrize(

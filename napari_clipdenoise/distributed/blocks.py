@@ -9,13 +9,14 @@ the tiles at its border see the same context as a whole-image pass would.
 Two halo modes:
 
 ``halo=None`` (default, *exact*)
-    The read box starts on the core's tile grid (a multiple of the tile stride)
-    at least one effective overlap before the block, and ends exactly where a
-    grid tile ends, at least one effective overlap after it. Every output pixel
-    of the block is then computed from the same tiles, with the same blending
-    weights and the same upsampling grid, as in a whole-image ``denoise()`` call:
-    the result is identical to it. (With ``tile_size=None`` a block spans whole
-    planes in Y and X, which is the only way to match a one-pass plane.)
+    The read box holds every tile of the whole image's tile plan that touches the
+    block (:meth:`~napari_clipdenoise.inference.tile_grid.TilePlan.read_range`),
+    and the worker runs the core on that window of the same plan
+    (``denoise(..., window=ImageWindow(...))``): every output pixel of the block is
+    computed from the same tiles, with the same blending weights and the same
+    upsampling grid, as in a whole-image ``denoise()`` call, so the result is
+    identical to it. (With ``tile_size=None`` a block spans whole planes in Y and
+    X, which is the only way to match a one-pass plane.)
 ``halo=N`` (pixels)
     The read box extends ``N`` pixels each side (start on the tile grid, end on
     16 pixels). With ``N >= overlap`` the result differs from the whole-image
@@ -29,9 +30,8 @@ import math
 from dataclasses import dataclass
 
 from ..inference.axes import AxesLayout
-from ..inference.tile_grid import ALIGN, balanced_tile, round_up
-from ..inference.tile_grid import starts as tile_starts
-from ..inference.tile_grid import stride as tile_stride
+from ..inference.options import ALIGN, InferenceOptions
+from ..inference.tile_grid import TilePlan, plan_tiles, round_up, stride
 
 #: Default target edge (pixels) of a block in Y and X, rounded to whole write units.
 DEFAULT_BLOCK_SIZE = 2048
@@ -41,56 +41,20 @@ def round_down(value: int, multiple: int) -> int:
     return value // multiple * multiple
 
 
-@dataclass(frozen=True)
-class AxisTiling:
-    """The core's tiling along Y or X of an array: tile length and stride (see ``plan_tiles``)."""
+def read_range(start: int, stop: int, tiles: TilePlan, axis: int, halo: int | None) -> tuple[int, int]:
+    """The input range to read for output range ``[start, stop)`` along Y (``axis`` 0) or X (1).
 
-    length: int
-    tile: int | None  # None: one pass over the whole axis
-    stride: int
-
-    def tile_to_request(self, tile_size: int) -> int:
-        """What to pass the core (with ``balance_tiles=False``) so that it tiles exactly like this.
-
-        ``self.tile``, except where one tile spans the whole padded axis: there the
-        user's ``tile_size`` goes through, which the core clips to the same length
-        (and which, unlike the clipped tile, is still larger than the overlap).
-        """
-        return tile_size if self.tile >= round_up(self.length, ALIGN) else self.tile
-
-
-def axis_tiling(length: int, tile_size: int | None, overlap: int) -> AxisTiling:
-    """Mirror of :func:`napari_clipdenoise.inference.tiling.plan_tiles` for one axis of the whole array.
-
-    The tile is clipped to the padded length and balanced like ``denoise()`` does
-    for the whole image (:func:`~napari_clipdenoise.inference.tiling.balanced_tile`);
-    the stride ``tile - overlap`` is rounded down to a multiple of 16 (at least 16).
-    Blocks then run with exactly this tile (``balance_tiles=False``), so every block
-    lies on the whole image's tile grid.
+    Exact mode (``halo`` None) asks the whole image's tile plan
+    (:meth:`~napari_clipdenoise.inference.tile_grid.TilePlan.read_range`): every
+    tile touching the range. With ``halo=N`` the range grows by N pixels each side,
+    starting on the tile grid and ending on 16 pixels.
     """
-    if tile_size is None:
-        return AxisTiling(length, None, ALIGN)
-    padded = round_up(length, ALIGN)
-    tile = balanced_tile(padded, min(tile_size, padded), overlap)
-    return AxisTiling(length, tile, tile_stride(tile, overlap))
-
-
-def read_range(start: int, stop: int, tiling: AxisTiling, halo: int | None) -> tuple[int, int]:
-    """The input range to read for output range ``[start, stop)`` along Y or X."""
-    length = tiling.length
-    if tiling.tile is None and halo is None:
-        return 0, length  # a one-pass plane can only be matched by the whole plane
-    stride = tiling.stride
     if halo is None:
-        # exact: read every tile of the whole image's plan that overlaps the output range. The
-        # block's own plan over that range then places exactly those tiles (a run of grid tiles,
-        # plus the image's last, edge-flush tile when it is among them), and every output pixel
-        # gets the same tiles with the same blending weights as in a whole-image pass.
-        tiles = [
-            s for s in tile_starts(round_up(length, ALIGN), tiling.tile, stride) if s < stop and s + tiling.tile > start
-        ]
-        return tiles[0], min(length, tiles[-1] + tiling.tile)
-    return max(0, round_down(start - halo, stride)), min(length, round_up(stop + halo, ALIGN))
+        return tiles.read_range(axis, start, stop)
+    length = tiles.height if axis == 0 else tiles.width
+    tile = tiles.tile_height if axis == 0 else tiles.tile_width
+    step = stride(tile, tiles.overlap)
+    return max(0, round_down(start - halo, step)), min(length, round_up(stop + halo, ALIGN))
 
 
 @dataclass(frozen=True)
@@ -133,7 +97,7 @@ class BlockPlan:
     unit: tuple[int, ...]  # the write unit: chunk or shard shape
     block_shape: tuple[int, ...]
     halo: int | None  # None: exact mode (module docstring)
-    tiling: tuple[AxisTiling, AxisTiling]  # Y, X
+    tiles: TilePlan  # the whole image's tile plan (the core's)
     layout: AxesLayout
 
     @property
@@ -153,9 +117,9 @@ class BlockPlan:
             start, stop = i * size, min(length, (i + 1) * size)
             core.append((start, stop))
             if axis == self.layout.y:
-                read.append(read_range(start, stop, self.tiling[0], self.halo))
+                read.append(read_range(start, stop, self.tiles, 0, self.halo))
             elif axis == self.layout.x:
-                read.append(read_range(start, stop, self.tiling[1], self.halo))
+                read.append(read_range(start, stop, self.tiles, 1, self.halo))
             else:
                 read.append((start, stop))
         return Block(tuple(index), tuple(core), tuple(read))
@@ -171,10 +135,10 @@ def plan_blocks(
     unit: tuple[int, ...],
     layout: AxesLayout,
     *,
-    tile_size: int | None,
-    overlap: int,
+    options: InferenceOptions | None = None,
     halo: int | None = None,
     block_size: int | None = None,
+    **option_overrides,
 ) -> BlockPlan:
     """Cut an array into blocks of whole write units.
 
@@ -186,8 +150,9 @@ def plan_blocks(
         The write unit per axis: the chunk shape, or the shard shape of a sharded array.
     layout : AxesLayout
         Where Y, X and the channel axis are (``parse_axes``).
-    tile_size, overlap : int
-        The core's tiling (as passed to ``denoise``), used to size and align the halo.
+    options : InferenceOptions, optional
+        The run's options (``option_overrides`` change single fields, e.g.
+        ``tile_size=512``): the halo follows the core's tile plan of the whole image.
     halo : int, optional
         None (default): exact mode; else context pixels read on each side in Y and X.
     block_size : int, optional
@@ -196,6 +161,7 @@ def plan_blocks(
         block is one unit deep, except the channel axis, which a block always
         covers whole (RGB channels are denoised together).
     """
+    options = InferenceOptions.build(options, **option_overrides)
     shape, unit = tuple(int(s) for s in shape), tuple(int(u) for u in unit)
     if len(unit) != len(shape) or any(u < 1 for u in unit):
         raise ValueError(f"chunk/shard shape {unit} does not fit an array of shape {shape}")
@@ -205,14 +171,22 @@ def plan_blocks(
         block_size = DEFAULT_BLOCK_SIZE
     if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
         raise ValueError(f"block_size must be a positive number of pixels, got {block_size!r}")
-    tiling = (axis_tiling(shape[layout.y], tile_size, overlap), axis_tiling(shape[layout.x], tile_size, overlap))
+    tiles = plan_tiles(
+        shape[layout.y],
+        shape[layout.x],
+        options.tile_size,
+        options.effective_overlap,
+        options.pad_multiple,
+        options.balance_tiles,
+    )
+    one_pass = options.tile_size is None
     block_shape = []
     for axis, (length, u) in enumerate(zip(shape, unit, strict=True)):
         if axis == layout.channel:
             size = length
         elif axis in (layout.y, layout.x):
-            size = length if (tile_size is None and halo is None) else max(u, round_down(block_size, u))
+            size = length if (one_pass and halo is None) else max(u, round_down(block_size, u))
         else:
             size = u
         block_shape.append(min(size, round_up(length, u)))
-    return BlockPlan(shape, unit, tuple(block_shape), halo, tiling, layout)
+    return BlockPlan(shape, unit, tuple(block_shape), halo, tiles, layout)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DenoiseCancelled
-from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
-from .blocks import ALIGN, BlockPlan, plan_blocks, round_up
+from ..inference.options import InferenceOptions
+from .blocks import BlockPlan, plan_blocks
 from .store import (
     InputSource,
     JobState,
@@ -33,14 +33,15 @@ from .store import (
     read_completion,
     remove_output,
 )
-from .worker import BlockJob, ChannelRange, run_block
+from .worker import BlockJob, run_block
 
 logger = logging.getLogger(__name__)
 
-JOB_VERSION = 1
+JOB_VERSION = 2
 #: Times dask re-runs a block task that raised (a killed worker is rescheduled by dask anyway).
 DEFAULT_RETRIES = 2
-_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Options that do not change the pixels written, left out of the job identity (a job may resume elsewhere).
+_PLACEMENT_OPTIONS = ("device", "batch_size", "channels_last")
 
 
 # ---------------------------------------------------------------- schedulers
@@ -215,45 +216,6 @@ def _progress_caller(progress):
 # ---------------------------------------------------------------- validation
 
 
-def _whole(value, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _check_options(tile_size, overlap, batch_size, precision, device, block_size, halo) -> None:
-    if tile_size is not None and (not _whole(tile_size, ALIGN) or tile_size % ALIGN):
-        raise ValueError(
-            f"tile_size must be a positive multiple of {ALIGN} (or None for one pass per plane), got {tile_size!r}"
-        )
-    if not _whole(overlap, 0) or (tile_size is not None and overlap >= tile_size):
-        raise ValueError(
-            f"overlap must be a whole number >= 0 and smaller than tile_size ({tile_size}), got {overlap!r}"
-        )
-    if batch_size is not None and not _whole(batch_size, 1):
-        raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
-    if device is not None and not isinstance(device, str):
-        raise TypeError(
-            f"device must be None or a string such as 'auto', 'cpu', 'cuda' or 'cuda:1', got {type(device).__name__}"
-        )
-    if halo is not None and not _whole(halo, 0):
-        raise ValueError(f"halo must be None (exact) or a whole number of pixels >= 0, got {halo!r}")
-    if block_size is not None and not _whole(block_size, 1):
-        raise ValueError(f"block_size must be None or a positive number of pixels, got {block_size!r}")
-
-
-def _output_dtype(output_dtype) -> np.dtype | None:
-    if output_dtype is None:
-        return None
-    try:
-        dtype = np.dtype(output_dtype)
-    except TypeError as exc:
-        raise TypeError(f"output_dtype {output_dtype!r} is not a dtype; use e.g. 'float32' or 'uint16'") from exc
-    if dtype.kind not in "uif":
-        raise TypeError(f"output_dtype must be an integer or float dtype, got {dtype}")
-    return dtype
-
-
 def _resolve_model(model) -> tuple[object, str, str]:
     """Load the model on the client (validates it early) -> (model, absolute path, sha256 of the file)."""
     from ..model.checkpoints import file_sha256
@@ -290,20 +252,15 @@ def denoise_zarr(
     model,
     *,
     scheduler=None,
+    options: InferenceOptions | dict | None = None,
     axes: str | None = None,
-    tile_size: int | None = DEFAULT_TILE_SIZE,
-    overlap: int = DEFAULT_OVERLAP,
-    device: str | None = None,
-    precision: str = "auto",
-    batch_size: int | None = None,
     progress=None,
     cancel=None,
     overwrite: bool = False,
-    intensity_range="auto",
-    output_dtype=None,
     block_size: int | None = None,
     halo: int | None = None,
     retries: int = DEFAULT_RETRIES,
+    **option_overrides,
 ) -> dict:
     """Denoise a large volume block by block with dask, writing a zarr store; resumable.
 
@@ -324,10 +281,13 @@ def denoise_zarr(
         "local": a LocalCluster with one worker process per GPU (one on CPU-only
         machines); "local:N": N worker processes; "tcp://host:port": an existing
         scheduler (e.g. a dask-jobqueue or dask-cuda cluster).
+    options : InferenceOptions or dict, optional
+        As for :func:`napari_clipdenoise.denoise` (any field may also be passed as a
+        keyword, e.g. ``tile_size=512``); device, precision and batch size are
+        resolved on each worker. ``intensity_range`` is computed once for the whole
+        volume (per channel for non-RGB channels) and used by every block.
     axes : str, optional
         Axis letters (e.g. "CZYX"); default from the OME-Zarr metadata, else guessed.
-    tile_size, overlap, device, precision, batch_size
-        As for :func:`napari_clipdenoise.denoise` (device is resolved on each worker).
     progress : callable, optional
         ``progress(done, total)`` or ``progress(done, total, stats)`` after each
         block; ``stats`` has ``skipped``, ``megapixels``, ``seconds``, ``mpx_per_s``.
@@ -336,11 +296,6 @@ def denoise_zarr(
         ``report`` attribute holds the report so far). Finished blocks stay done.
     overwrite : bool
         Delete an existing ``output_path`` that is not this job's (or to start over).
-    intensity_range : "auto", "percentile", "dtype" or (low, high)
-        As for ``denoise()``; computed once for the whole volume (per channel for
-        non-RGB channels) and used by every block.
-    output_dtype : dtype, optional
-        The output's dtype (default: the input's); integers are rounded and clipped.
     block_size : int, optional
         Target block edge in Y and X in pixels (whole chunks/shards; default 2048).
     halo : int, optional
@@ -359,11 +314,8 @@ def denoise_zarr(
     """
     from ..inference.axes import guess_axes, parse_axes
 
-    if device is not None and not isinstance(device, str) and hasattr(device, "type"):
-        device = str(device)  # a torch.device: workers get its name
-    _check_options(tile_size, overlap, batch_size, precision, device, block_size, halo)
-    out_dtype = _output_dtype(output_dtype)
-    if not _whole(retries, 0):
+    options = InferenceOptions.build(options, **option_overrides)
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     from ..inference.tiling import as_cancel_check
 
@@ -377,9 +329,7 @@ def denoise_zarr(
         axes = source.ome.axes if source.ome is not None and source.ome.axes else guess_axes(shape)
     layout = parse_axes(axes, shape)
     loaded, model_path, model_sha = _resolve_model(model)
-    plan = plan_blocks(
-        shape, source.write_unit(), layout, tile_size=tile_size, overlap=overlap, halo=halo, block_size=block_size
-    )
+    plan = plan_blocks(shape, source.write_unit(), layout, options=options, halo=halo, block_size=block_size)
 
     identity = {
         "version": JOB_VERSION,
@@ -388,23 +338,19 @@ def denoise_zarr(
         "dtype": str(source.dtype),
         "axes": layout.axes,
         "model_sha256": model_sha,
-        "tile_size": tile_size,
-        "overlap": overlap,
+        **{k: v for k, v in options.as_record().items() if k not in _PLACEMENT_OPTIONS},
         "halo": halo,
         "block_shape": list(plan.block_shape),
-        "precision": precision,
-        "intensity_range": list(intensity_range) if isinstance(intensity_range, (tuple, list)) else intensity_range,
-        "output_dtype": None if out_dtype is None else str(out_dtype),
     }
-    out_dtype = source.dtype if out_dtype is None else out_dtype
+    out_dtype = np.dtype(options.output_dtype) if options.output_dtype is not None else source.dtype
     fingerprint = _fingerprint(identity)
     state = JobState(output)
     job_record = _prepare_output(output, state, fingerprint, identity, overwrite)
     if job_record is not None and job_record.get("finished"):
         return _finished_report(output, job_record, plan)
     if job_record is None:
-        groups, rgb = _intensity_groups(source, loaded.in_channels, layout.axes, tile_size, overlap, intensity_range)
-        provenance = {"model": loaded.provenance(), "job": identity, "intensity_ranges": [g.__dict__ for g in groups]}
+        groups, rgb = _intensity_groups(source, loaded, layout.axes, options)
+        provenance = {"model": loaded.provenance(), "job": identity, "intensity_ranges": groups}
         try:
             target = create_output(source, output, _jsonable(provenance), dtype=out_dtype)
         except BaseException:
@@ -416,14 +362,13 @@ def denoise_zarr(
                     "fingerprint": fingerprint,
                     "identity": identity,
                     "rgb": rgb,
-                    "groups": [g.__dict__ for g in groups],
+                    "groups": groups,
                     "blocks_total": len(plan),
                 }
             )
         )
     else:
-        groups = tuple(ChannelRange(tuple(g["channels"]), g["low"], g["high"]) for g in job_record["groups"])
-        rgb = job_record["rgb"]
+        groups, rgb = job_record["groups"], job_record["rgb"]
         target = open_output(source, output)
         _check_resumable(target, source, out_dtype)
 
@@ -434,19 +379,14 @@ def denoise_zarr(
         model_sha256=model_sha,
         axes=layout.axes,
         rgb=rgb,
-        groups=groups,
-        per_channel=len(groups) > 1,
-        channel_axis=layout.channel,
         y_axis=layout.y,
         x_axis=layout.x,
-        full_size=(round_up(shape[layout.y], ALIGN), round_up(shape[layout.x], ALIGN)),
-        # the whole image's (balanced) tiles, used exactly by every block: one tile grid for all
-        tile_size=None if tile_size is None else tuple(t.tile_to_request(tile_size) for t in plan.tiling),
-        overlap=overlap,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        output_dtype=str(out_dtype),
+        image_size=(shape[layout.y], shape[layout.x]),
+        # every block runs on the whole image's tile plan with the ranges measured once here
+        options=options.replace(
+            intensity_range=tuple((g["low"], g["high"]) for g in groups), output_dtype=str(out_dtype)
+        ),
+        exact=halo is None,
         input=source.location,
     )
     return _run(job, plan, source, target, state, fingerprint, groups, retries, scheduler, should_stop, report_progress)
@@ -512,16 +452,13 @@ def _check_resumable(target, source: InputSource, dtype: np.dtype) -> None:
         )
 
 
-def _intensity_groups(source: InputSource, in_channels: int, axes: str, tile_size, overlap, intensity_range):
-    """The global intensity range of each channel group, computed once on the client like ``denoise()`` does."""
+def _intensity_groups(source: InputSource, model, axes: str, options: InferenceOptions) -> tuple[list[dict], bool]:
+    """The intensity range of each channel group, measured once on the client like ``denoise()`` does."""
     from ..inference.pipeline import plan_denoise
 
-    plan = plan_denoise(
-        source.array, in_channels, axes=axes, tile_size=tile_size, overlap=overlap, intensity_range=intensity_range
-    )
-    groups = tuple(ChannelRange(tuple(g.channels), float(g.scale.low), float(g.scale.high)) for g in plan.groups)
+    plan = plan_denoise(source.array, model, axes=axes, options=options)
     rgb = len(plan.groups) == 1 and len(plan.groups[0].channels) == 3
-    return groups, rgb
+    return plan.intensity_ranges(), rgb
 
 
 def _jsonable(value):
@@ -533,10 +470,13 @@ def _run(
 ):
     import dask
 
+    from ..inference.axes import parse_axes
+
     done_before = state.done_keys()
     blocks = [block for block in plan if block.key not in done_before]
     total, skipped = len(plan), len(plan) - len(blocks)
-    channels = source.shape[job.channel_axis] if job.channel_axis is not None else 1
+    channel_axis = parse_axes(job.axes, source.shape).channel
+    channels = source.shape[channel_axis] if channel_axis is not None else 1
     counters = {"done": 0, "pixels": 0}
     start = time.perf_counter()
 
@@ -568,7 +508,7 @@ def _run(
             "mpx_per_s": now["mpx_per_s"],
             "complete": complete,
             "pyramid_levels": pyramid_levels,
-            "intensity_ranges": [{"channels": list(g.channels), "low": g.low, "high": g.high} for g in groups],
+            "intensity_ranges": groups,
             "block_shape": list(plan.block_shape),
             "halo": "exact" if plan.halo is None else plan.halo,
             "read_overhead": plan.read_fraction(),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..inference.options import InferenceOptions
 from .blocks import Block
 from .store import JobState, ZarrLocation
 
@@ -24,21 +25,13 @@ _LOADS = {"count": 0}
 
 
 @dataclass(frozen=True)
-class ChannelRange:
-    """One channel group (an RGB triplet, or one channel) and its global intensity range."""
-
-    channels: tuple[int, ...]
-    low: float
-    high: float
-
-    @property
-    def is_constant(self) -> bool:
-        return not self.high > self.low
-
-
-@dataclass(frozen=True)
 class BlockJob:
-    """Everything a block task needs, identical for every block of a run."""
+    """Everything a block task needs, identical for every block of a run.
+
+    ``options`` carry the intensity range of every channel group, measured once on
+    the client; device, precision and batch size are resolved by each worker for
+    its own hardware.
+    """
 
     output: ZarrLocation
     state_root: str
@@ -46,18 +39,11 @@ class BlockJob:
     model_sha256: str
     axes: str
     rgb: bool
-    groups: tuple[ChannelRange, ...]
-    per_channel: bool
-    channel_axis: int | None
     y_axis: int
     x_axis: int
-    full_size: tuple[int, int]  # the whole image's padded Y, X: the upsampling grid of a whole-image pass
-    tile_size: tuple[int, int] | None  # (Y, X) tiles of the whole image's plan, used exactly
-    overlap: int
-    batch_size: int | None
-    device: str | None
-    precision: str
-    output_dtype: str
+    image_size: tuple[int, int]  # the whole image's Y, X: its tile plan and upsampling grid
+    options: InferenceOptions
+    exact: bool  # blocks on the whole image's tile plan (halo=None), else tiled on their own
     input: ZarrLocation | None = None  # None: the pixels arrive as a dask dependency
 
 
@@ -117,47 +103,6 @@ def worker_device(device: str | None) -> str | None:
     return f"cuda:{int(name) % count}" if isinstance(name, int) or str(name).isdigit() else device
 
 
-def global_grid_model(model, origin: tuple[int, int], full_size: tuple[int, int]):
-    """Wrap a model so its tiles use the whole image's upsampling grid, seen from a block at ``origin``.
-
-    The network's ``align_corners=True`` upsampling depends on the whole image's
-    size (``TileGeometry``); the core tiler passes tile positions relative to the
-    array it was given. Shifting them by the block's origin makes every tile of
-    the block compute exactly what the same tile computes in a whole-image pass.
-    """
-    import torch
-
-    from ..model.network import TileGeometry
-    from ..model.registry import DenoisingModel
-
-    class GlobalGridNetwork(torch.nn.Module):
-        accepts_tile_geometry = True
-
-        def __init__(self, network):
-            super().__init__()
-            self.inner = network
-
-        @property
-        def in_channels(self) -> int:
-            return self.inner.in_channels
-
-        @property
-        def out_channels(self) -> int:
-            return self.inner.out_channels
-
-        def forward(self, x, geometry=None):
-            if geometry is None:
-                if origin == (0, 0) and tuple(x.shape[-2:]) == tuple(full_size):
-                    return self.inner(x)  # the block is the whole image: exactly the whole-image pass
-                origins = ((0, 0),) * x.shape[0]
-            else:
-                origins = geometry.origins
-            shifted = tuple((y + origin[0], x_ + origin[1]) for y, x_ in origins)
-            return self.inner(x, geometry=TileGeometry(shifted, tuple(full_size)))
-
-    return DenoisingModel(GlobalGridNetwork(model.network), model.name, model.metadata, model.path)
-
-
 class _ClusterCancel:
     """``cancel`` for the core, reading a ``distributed.Event`` at most every ``interval`` seconds."""
 
@@ -189,36 +134,12 @@ def _cancel_check(cancel):
 
 
 def _denoise_block(job: BlockJob, data: np.ndarray, origin: tuple[int, int], cancel=None) -> np.ndarray:
-    from ..inference.pipeline import denoise
+    from ..inference.pipeline import ImageWindow, denoise
 
-    model = global_grid_model(cached_model(job.model_path, job.model_sha256), origin, job.full_size)
-    options = dict(
-        tile_size=job.tile_size,
-        overlap=job.overlap,
-        balance_tiles=False,
-        batch_size=job.batch_size,
-        device=worker_device(job.device),
-        precision=job.precision,
-        cancel=cancel,
-        output_dtype=job.output_dtype,
-    )
-    dtype = np.dtype(job.output_dtype)
-    if not job.per_channel:
-        group = job.groups[0]
-        if group.is_constant:
-            return data.astype(dtype)  # nothing to denoise: copied, like denoise() does
-        return denoise(data, model, axes=job.axes, rgb=job.rgb, intensity_range=(group.low, group.high), **options)
-    result = np.empty(data.shape, dtype)
-    plane_axes = job.axes.replace(job.axes[job.channel_axis], "")
-    for group in job.groups:
-        (channel,) = group.channels
-        index = tuple(channel if a == job.channel_axis else slice(None) for a in range(data.ndim))
-        if group.is_constant:
-            result[index] = data[index].astype(dtype)
-        else:
-            value_range = (group.low, group.high)
-            result[index] = denoise(data[index], model, axes=plane_axes, intensity_range=value_range, **options)
-    return result
+    model = cached_model(job.model_path, job.model_sha256)
+    window = ImageWindow(*job.image_size, *origin, exact=job.exact)
+    options = job.options.replace(device=worker_device(job.options.device))
+    return denoise(data, model, axes=job.axes, rgb=job.rgb, options=options, window=window, cancel=cancel)
 
 
 def run_block(job: BlockJob, block: Block, data: np.ndarray | None = None, cancel=None) -> dict:

@@ -6,7 +6,7 @@ planes so lazy dask/zarr inputs are not read whole.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,12 +44,41 @@ def dtype_range(dtype: np.dtype) -> tuple[float, float] | None:
 
 
 def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Cast float32 results to ``dtype``: integers are rounded and clipped to the dtype's range."""
+    """Cast float results to ``dtype``; values beyond its range are clipped to the limit, never wrapped.
+
+    Integers are rounded. 8- and 16-bit limits are exact in float32; wider ones
+    are not (uint32's maximum rounds up to 2**32 in float32, and int64's in
+    float64), so those are clipped in float64 and values at or past the maximum
+    are set to it exactly. float16 results beyond its largest finite value become
+    that value (:func:`clip_note` says when that happened).
+    """
     dtype = np.dtype(dtype)
     if dtype.kind in "ui":
-        low, high = dtype_range(dtype)
-        return np.clip(np.rint(values), low, high).astype(dtype)
+        info = np.iinfo(dtype)
+        if dtype.itemsize <= 2:
+            return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+        wide = np.rint(np.asarray(values, dtype=np.float64))
+        top = float(info.max)
+        below_top = np.nextafter(top, -np.inf) if top > info.max else top
+        result = np.clip(wide, float(info.min), below_top).astype(dtype)
+        result[wide >= top] = info.max
+        return result
+    if dtype.kind == "f" and dtype.itemsize < np.dtype(np.float32).itemsize:
+        limit = float(np.finfo(dtype).max)
+        return np.clip(values, -limit, limit).astype(dtype)
     return values.astype(dtype, copy=False)
+
+
+def clip_note(values: np.ndarray, dtype: np.dtype) -> str | None:
+    """A note when ``values`` do not fit ``dtype`` and :func:`to_dtype` clips them, else None."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "uif" or (dtype.kind == "f" and dtype.itemsize >= 4):
+        return None
+    info = np.iinfo(dtype) if dtype.kind in "ui" else np.finfo(dtype)
+    low, high = float(np.min(values)), float(np.max(values))
+    if low < float(info.min) or high > float(info.max):
+        return f"results outside the {dtype} range [{info.min}, {info.max}] were clipped to it"
+    return None
 
 
 def estimate_range(
@@ -95,16 +124,43 @@ def estimate_range(
     return IntensityRange(float(low), float(high))
 
 
-def sample_planes(
-    read_plane: Callable[[tuple[int, ...]], np.ndarray], plane_indices: list[tuple[int, ...]]
-) -> list[np.ndarray]:
-    """Read up to MAX_SAMPLE_PLANES evenly spaced planes, each subsampled to about 1 Mpx."""
+def sample_planes(read_plane, plane_indices: list[tuple[int, ...]], *, lazy: bool = False) -> list[np.ndarray]:
+    """Read a bounded sample of up to MAX_SAMPLE_PLANES evenly spaced planes (about 1 Mpx each).
+
+    ``read_plane(index, rows, cols)`` returns a ``C x h x w`` piece of one plane.
+    In-memory planes are subsampled on a regular grid. Lazy ones (zarr, dask) are
+    never read whole: a plane larger than about 1 Mpx contributes
+    :data:`SAMPLE_WINDOWS` evenly spread windows of :data:`SAMPLE_WINDOW` pixels,
+    so only the chunks under them are read, whatever the plane's size.
+    """
     if len(plane_indices) > MAX_SAMPLE_PLANES:
         picks = np.linspace(0, len(plane_indices) - 1, MAX_SAMPLE_PLANES).round().astype(int)
         plane_indices = [plane_indices[i] for i in sorted(set(picks))]
     samples = []
     for index in plane_indices:
-        plane = read_plane(index)
-        step = max(1, int(np.ceil(np.sqrt(plane.shape[-1] * plane.shape[-2] / MAX_SAMPLES_PER_PLANE))))
-        samples.append(plane[..., ::step, ::step])
+        if not lazy:
+            plane = read_plane(index)
+            step = max(1, int(np.ceil(np.sqrt(plane.shape[-1] * plane.shape[-2] / MAX_SAMPLES_PER_PLANE))))
+            samples.append(plane[..., ::step, ::step])
+            continue
+        height, width = read_plane.plane_size()
+        if height * width <= MAX_SAMPLES_PER_PLANE:
+            samples.append(read_plane(index))
+            continue
+        per_axis = int(np.sqrt(SAMPLE_WINDOWS))
+        for top in _window_starts(height, per_axis):
+            for left in _window_starts(width, per_axis):
+                rows, cols = slice(top, top + SAMPLE_WINDOW), slice(left, left + SAMPLE_WINDOW)
+                samples.append(read_plane(index, rows, cols))
     return samples
+
+
+#: Windows (a square number) and their edge in pixels, sampled per lazy plane.
+SAMPLE_WINDOWS = 16
+SAMPLE_WINDOW = 256
+
+
+def _window_starts(length: int, count: int) -> list[int]:
+    if length <= SAMPLE_WINDOW:
+        return [0]
+    return sorted({int(round(v)) for v in np.linspace(0, length - SAMPLE_WINDOW, count)})

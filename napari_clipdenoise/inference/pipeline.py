@@ -2,6 +2,10 @@
 
 normalize (global) -> per plane and channel group: pad/tile -> batch -> network
 -> stitch -> de-normalize -> cast back to the input dtype.
+
+:func:`plan_denoise` makes every decision before a pixel is processed (axes,
+channel groups, their intensity ranges, the tile plan); :func:`denoise` carries
+a plan out. Both take the run's :class:`~.options.InferenceOptions`.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import numpy as np
 
 from ..errors import DenoiseCancelled
 from .axes import AxesLayout, guess_axes, parse_axes
-from .defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from .normalize import IntensityRange, estimate_range, sample_planes, to_dtype
-from .tiling import ALIGN, as_cancel_check, count_tiles
+from .options import InferenceOptions, OptionError
+from .tile_grid import TilePlan, plan_tiles
+from .tiling import as_cancel_check
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +38,24 @@ class ChannelGroup:
     replicate: bool = False  # grayscale fed to an RGB model: copy to 3 channels, average the outputs
 
 
+@dataclass(frozen=True)
+class ImageWindow:
+    """The array given to ``denoise`` is the part at (``top``, ``left``) of a larger image.
+
+    Used by the dask engine: each block is read with the input rows and columns
+    its tiles need (:meth:`~.tile_grid.TilePlan.read_range`) and denoised on the
+    whole image's tile grid, so it equals the matching part of a whole-image
+    ``denoise()``. ``exact=False`` tiles the block on its own instead (the engine's
+    ``halo=N`` mode) and keeps only the whole image's upsampling grid.
+    """
+
+    full_height: int
+    full_width: int
+    top: int
+    left: int
+    exact: bool = True
+
+
 @dataclass
 class DenoisePlan:
     """What ``denoise`` will do, worked out before any pixel is processed."""
@@ -42,13 +65,25 @@ class DenoisePlan:
     groups: list[ChannelGroup]
     passthrough: tuple[int, ...]  # channels copied unchanged (alpha)
     plane_indices: list[tuple[int, ...]]
-    tiles_per_plane: int
+    tiles: TilePlan
     output_dtype: np.dtype
+    options: InferenceOptions
+    shape: tuple[int, ...] = ()
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def tiles_per_plane(self) -> int:
+        return len(self.tiles)
 
     @property
     def total_tiles(self) -> int:
         return self.tiles_per_plane * len(self.plane_indices) * len([g for g in self.groups if not g.scale.is_constant])
+
+    def intensity_ranges(self) -> list[dict]:
+        """The range used for each channel group, for provenance and reports."""
+        return [
+            {"channels": list(g.channels), "low": float(g.scale.low), "high": float(g.scale.high)} for g in self.groups
+        ]
 
 
 def validate_image(image) -> None:
@@ -82,17 +117,21 @@ class _PlaneReader:
         self.image = image
         self.layout = layout
 
-    def index(self, plane_index: tuple[int, ...]) -> tuple:
+    def index(self, plane_index: tuple[int, ...], rows=slice(None), cols=slice(None)) -> tuple:
         key: list = [slice(None)] * len(self.layout.axes)
         for axis, i in zip(self.layout.planes, plane_index, strict=True):
             key[axis] = i
+        key[self.layout.y], key[self.layout.x] = rows, cols
         return tuple(key)
+
+    def plane_size(self) -> tuple[int, int]:
+        return int(self.image.shape[self.layout.y]), int(self.image.shape[self.layout.x])
 
     def kept_axes(self) -> list[int]:
         return [a for a in range(len(self.layout.axes)) if a not in self.layout.planes]
 
-    def __call__(self, plane_index: tuple[int, ...]) -> np.ndarray:
-        return self._to_cyx(np.asarray(self.image[self.index(plane_index)]))
+    def __call__(self, plane_index: tuple[int, ...], rows=slice(None), cols=slice(None)) -> np.ndarray:
+        return self._to_cyx(np.asarray(self.image[self.index(plane_index, rows, cols)]))
 
     def view(self, array: np.ndarray, plane_index: tuple[int, ...]) -> np.ndarray:
         """A ``C x Y x X`` view of one plane of the numpy ``array`` (writes go into ``array``)."""
@@ -118,21 +157,45 @@ class _PlaneReader:
         return np.transpose(plane_cyx, np.argsort([kept.index(a) for a in present]))
 
 
+def _in_channels(model) -> int:
+    if isinstance(model, (int, np.integer)) and not isinstance(model, bool):
+        return int(model)
+    return int(model.in_channels)
+
+
 def plan_denoise(
     image,
-    in_channels: int,
+    model,
     *,
     axes: str | None = None,
     rgb: bool | None = None,
-    tile_size: int | tuple[int, int] | None = DEFAULT_TILE_SIZE,
-    overlap: int = DEFAULT_OVERLAP,
-    intensity_range="auto",
-    output_dtype=None,
-    pad_multiple: int = ALIGN,
-    balance_tiles: bool = True,
+    options: InferenceOptions | dict | None = None,
+    window: ImageWindow | None = None,
+    **option_overrides,
 ) -> DenoisePlan:
-    """Validate the input and decide axes, channel groups, normalisation and tiling."""
+    """Validate the input and decide axes, channel groups, intensity ranges and tiling.
+
+    Parameters
+    ----------
+    image : array-like
+        As for :func:`denoise`. Sampled (a bounded number of pixels) only when an
+        intensity range has to be estimated.
+    model : DenoisingModel or int
+        The model (or just its number of input channels, 1 or 3).
+    axes, rgb
+        As for :func:`denoise`.
+    options : InferenceOptions, dict or None
+        The run's options; ``option_overrides`` change single fields.
+    window : ImageWindow, optional
+        ``image`` is a part of a larger image (see :class:`ImageWindow`).
+
+    Returns
+    -------
+    DenoisePlan
+    """
+    options = InferenceOptions.build(options, **option_overrides)
     validate_image(image)
+    in_channels = _in_channels(model)
     shape = tuple(int(s) for s in image.shape)
     guessed = axes is None
     layout = parse_axes(axes if axes is not None else guess_axes(shape, rgb=rgb), shape)
@@ -157,20 +220,47 @@ def plan_denoise(
             notes.append(f"{channel_count} channels denoised one by one")
 
     plane_indices = list(itertools.product(*(range(shape[a]) for a in layout.planes)))
-    reader = _PlaneReader(image, layout)
-    samples = sample_planes(reader, plane_indices)
+    _assign_ranges(groups, options.intensity_range, image, layout, plane_indices)
+    out_dtype = np.dtype(options.output_dtype) if options.output_dtype is not None else np.dtype(image.dtype)
+    tiles = _tile_plan(shape[layout.y], shape[layout.x], options, window)
+    if tiles.pixel_factor > 4:
+        notes.append(
+            f"tiles of {tiles.tile_height} x {tiles.tile_width} px with a {options.effective_overlap} px overlap compute"
+            f" each pixel {tiles.pixel_factor:.1f} times; larger tiles are faster"
+        )
+    return DenoisePlan(layout, guessed, groups, passthrough, plane_indices, tiles, out_dtype, options, shape, notes)
+
+
+def _assign_ranges(groups: list[ChannelGroup], rule, image, layout: AxesLayout, plane_indices) -> None:
+    """Give every channel group its intensity range: fixed ones as given, the others estimated once."""
+    if isinstance(rule, tuple) and rule and isinstance(rule[0], tuple):  # one (low, high) per group
+        if len(rule) != len(groups):
+            raise OptionError(
+                "intensity_range", f"has {len(rule)} (low, high) pairs but the image has {len(groups)} channel group(s)"
+            )
+        for group, (low, high) in zip(groups, rule, strict=True):
+            group.scale = IntensityRange(low, high)
+        return
+    if isinstance(rule, tuple):
+        for group in groups:
+            group.scale = IntensityRange(*rule)
+        return
+    samples = sample_planes(_PlaneReader(image, layout), plane_indices, lazy=not isinstance(image, np.ndarray))
     for sample in samples:
         _check_finite(sample, "in the sampled planes")
     for group in groups:
-        group.scale = estimate_range([s[list(group.channels)] for s in samples], image.dtype, mode=intensity_range)
-    if output_dtype is None:
-        out_dtype = np.dtype(image.dtype)
-    else:
-        out_dtype = np.dtype(output_dtype)
-        if out_dtype.kind not in _SUPPORTED_KINDS:
-            raise TypeError(f"output_dtype must be an integer or float dtype, got {out_dtype}")
-    tiles = count_tiles(shape[layout.y], shape[layout.x], tile_size, overlap, pad_multiple, balance_tiles)
-    return DenoisePlan(layout, guessed, groups, passthrough, plane_indices, tiles, out_dtype, notes)
+        group.scale = estimate_range([s[list(group.channels)] for s in samples], image.dtype, mode=rule)
+
+
+def _tile_plan(height: int, width: int, options: InferenceOptions, window: ImageWindow | None) -> TilePlan:
+    overlap, pad = options.effective_overlap, options.pad_multiple
+    if window is None:
+        return plan_tiles(height, width, options.tile_size, overlap, pad, options.balance_tiles)
+    whole = plan_tiles(window.full_height, window.full_width, options.tile_size, overlap, pad, options.balance_tiles)
+    if window.exact:
+        return whole.window(window.top, window.left, height, width)
+    own = plan_tiles(height, width, (whole.tile_height, whole.tile_width), overlap, pad, balance=False)
+    return own.on_grid(window.top, window.left, whole.full_size)
 
 
 def denoise(
@@ -179,21 +269,15 @@ def denoise(
     *,
     axes: str | None = None,
     rgb: bool | None = None,
-    tile_size: int | tuple[int, int] | None = DEFAULT_TILE_SIZE,
-    overlap: int = DEFAULT_OVERLAP,
-    balance_tiles: bool = True,
-    batch_size: int | None = None,
-    device=None,
-    precision: str = "auto",
-    channels_last: bool | None = None,
-    intensity_range="auto",
-    output_dtype=None,
-    pad_multiple: int = ALIGN,
+    options: InferenceOptions | dict | None = None,
+    plan: DenoisePlan | None = None,
+    window: ImageWindow | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel=None,
     out=None,
+    **option_overrides,
 ) -> np.ndarray:
-    """Denoise a 2D/3D/nD image with a CLIPDenoiser model.
+    """Denoise a 2D/3D/nD image with a denoising model.
 
     Parameters
     ----------
@@ -208,30 +292,22 @@ def denoise(
     rgb : bool, optional
         Whether a channel axis of 3/4 holds RGB(A) colour. Default: yes when it is
         the last axis (or lettered ``S``).
-    tile_size : int, (int, int) or None
-        Largest tile edge (multiple of 16), or a (height, width) pair; None runs
-        each plane in one pass.
-    overlap : int
-        Pixels (at least) shared by neighbouring tiles, blended linearly.
-    balance_tiles : bool
-        Shrink tiles, axis by axis, to the smallest size that covers the plane
-        with no more tiles (a 2048 px axis: three 864 px tiles instead of three
-        of 1024), so fewer pixels are computed twice. False uses ``tile_size``
-        exactly (the dask engine does, to keep its blocks on one tile grid).
-    batch_size : int, optional
-        Tiles per forward pass; default depends on the device.
-    device : str or torch.device, optional
-        ``"auto"`` (default): cuda > mps > cpu.
-    precision : {"auto", "fp32", "bf16", "fp16"}
-        Autocast precision; ``"auto"`` picks bf16 where the hardware runs it natively.
-    channels_last : bool, optional
-        Memory format; default on for CPU and CUDA.
-    intensity_range : "auto", "percentile", "dtype" or (low, high)
-        How values map to the network's [0, 1] scale; computed once per image.
-    output_dtype : dtype, optional
-        Default: the input dtype (integers rounded and clipped).
-    pad_multiple : int
-        Plane padding multiple (16; the reference evaluation uses 32).
+    options : InferenceOptions or dict, optional
+        Tiling, device, precision, intensity and output settings of the run; any
+        of its fields can also be given as a keyword (``tile_size=512,
+        precision="fp32"``...). See :class:`~.options.InferenceOptions`:
+        ``tile_size`` (int, (h, w) or None for one pass), ``overlap`` (None: from
+        the tile size), ``balance_tiles``, ``batch_size``, ``device`` (``"auto"``:
+        cuda > mps > cpu), ``precision`` (``"auto"``, ``"fp32"``, ``"bf16"``,
+        ``"fp16"``), ``channels_last``, ``intensity_range`` (``"auto"``,
+        ``"percentile"``, ``"dtype"``, ``(low, high)`` or one pair per channel
+        group), ``output_dtype`` (default: the input's; integers are rounded and
+        clipped) and ``pad_multiple``.
+    plan : DenoisePlan, optional
+        A plan made by :func:`plan_denoise` for this image (its options are used),
+        so a lazy input is not sampled twice.
+    window : ImageWindow, optional
+        ``image`` is a part of a larger image: denoise it on that image's tile grid.
     progress : callable(done, total), optional
         Called after each batch of tiles.
     cancel : callable or threading.Event, optional
@@ -246,37 +322,21 @@ def denoise(
         Same shape as ``image``; dtype ``output_dtype`` or the input dtype.
     """
     from ..model.registry import load_model
-    from .device import default_batch_size, prepared_network, resolve_device, resolve_precision
-    from .tiling import tiled_inference
+    from .device import resolve_options
 
     model = load_model(model)
-    plan = plan_denoise(
-        image,
-        model.in_channels,
-        axes=axes,
-        rgb=rgb,
-        tile_size=tile_size,
-        overlap=overlap,
-        intensity_range=intensity_range,
-        output_dtype=output_dtype,
-        pad_multiple=pad_multiple,
-        balance_tiles=balance_tiles,
-    )
+    if plan is None:
+        plan = plan_denoise(image, model, axes=axes, rgb=rgb, options=options, window=window, **option_overrides)
+    elif options is not None or option_overrides or window is not None:
+        raise TypeError("pass either plan= or options (and window), not both: the plan holds its options")
+    shape = tuple(int(s) for s in image.shape)
+    if plan.shape and plan.shape != shape:
+        raise ValueError(f"the plan was made for shape {plan.shape}, the image has shape {shape}")
     for note in plan.notes:
         logger.info(note)
-    torch_device = resolve_device(device)
-    precision = resolve_precision(precision, torch_device)
-    if channels_last is None:
-        channels_last = torch_device.type in ("cpu", "cuda")
-    if batch_size is None:
-        batch_size = default_batch_size(torch_device, tile_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    resolved = resolve_options(plan.options)
     should_stop = as_cancel_check(cancel)
-
-    # a BN-folded copy in the compute dtype (the model itself is not modified); see device.prepare_network
-    network = prepared_network(model.network, torch_device, precision, channels_last)
-    shape = tuple(int(s) for s in image.shape)
+    runner = _plane_runner(model, resolved)
     result = out if out is not None else np.empty(shape, plan.output_dtype)
     if out is not None and tuple(out.shape) != shape:
         raise ValueError(f"out has shape {tuple(out.shape)}, expected the image's shape {shape}")
@@ -311,27 +371,43 @@ def denoise(
             if group.scale.is_constant:
                 target[channels] = to_dtype(plane[channels].astype(np.float32), plan.output_dtype)
                 continue
-            if model.in_channels == 1 and len(group.channels) != 1:
-                raise AssertionError("channel groups for 1-channel models hold one channel")
-            tiled_inference(
-                network,
+            runner(
                 plane[channels],
-                tile_size=tile_size,
-                overlap=overlap,
-                batch_size=batch_size,
-                device=torch_device,
-                precision=precision,
-                channels_last=channels_last,
-                pad_multiple=pad_multiple,
-                on_tiles=advance,
-                cancel=should_stop,
+                plan.tiles,
                 transform=_network_input(group),
                 sink=_row_writer(group, target[channels], plan.output_dtype),
-                balance_tiles=balance_tiles,
+                on_tiles=advance,
+                cancel=should_stop,
             )
         if not direct:
             result[reader.index(plane_index)] = reader.to_original(target)
     return result
+
+
+def _plane_runner(model, resolved):
+    """``run(values, tile_plan, *, transform, sink, on_tiles, cancel)`` for one channel group of one plane."""
+    from .prepare import prepared_network
+    from .tiling import tiled_inference
+
+    # a BN-folded copy in the compute dtype (the model itself is not modified); see prepare.prepare_network
+    network = prepared_network(model.network, resolved.device, resolved.precision, resolved.channels_last)
+
+    def run(values, tiles, *, transform, sink, on_tiles, cancel):
+        tiled_inference(
+            network,
+            values,
+            plan=tiles,
+            batch_size=resolved.batch_size,
+            device=resolved.device,
+            precision=resolved.precision,
+            channels_last=resolved.channels_last,
+            on_tiles=on_tiles,
+            cancel=cancel,
+            transform=transform,
+            sink=sink,
+        )
+
+    return run
 
 
 def _network_input(group: ChannelGroup) -> Callable[[np.ndarray], np.ndarray]:

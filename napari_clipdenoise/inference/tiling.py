@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..errors import DenoiseCancelled
-from .tile_grid import ALIGN, balanced_tile, round_up
-from .tile_grid import starts as _starts
-from .tile_grid import stride as _stride
+from .options import ALIGN
+from .tile_grid import TilePlan, plan_tiles, reflect_indices
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -33,129 +31,6 @@ def as_cancel_check(cancel) -> Callable[[], bool]:
     if callable(cancel):
         return cancel
     raise TypeError(f"cancel must be a callable or an Event-like object, got {type(cancel).__name__}")
-
-
-def _ramp(length: int, before: int, after: int) -> np.ndarray:
-    """1D blending weight of one tile.
-
-    Where a tile shares ``n`` pixels with a neighbour, its weight is 0 over the
-    outer 7/16 of the shared part, rises linearly over the middle eighth and is 1
-    beyond: each output pixel comes from the tile where it lies deepest, with a
-    short crossfade so there is no seam. (Tile edges are the least accurate part
-    of a tile; see docs/tiling.md.)
-    """
-    weight = np.ones(length, np.float32)
-    for shared, side in ((before, 1), (after, -1)):
-        if shared <= 0:
-            continue
-        distance = np.arange(shared, dtype=np.float32) + 0.5  # from this tile's edge
-        band = max(shared / 8.0, 1.0)
-        rising = np.clip((distance - (shared - band) / 2.0) / band, 0.0, 1.0)
-        if side == 1:
-            weight[:shared] = np.minimum(weight[:shared], rising)
-        else:
-            weight[length - shared :] = np.minimum(weight[length - shared :], rising[::-1])
-    return weight
-
-
-@dataclass(frozen=True)
-class TilePlan:
-    """Where the tiles of one plane go."""
-
-    height: int
-    width: int
-    padded_height: int
-    padded_width: int
-    tile_height: int
-    tile_width: int
-    starts_y: tuple[int, ...]
-    starts_x: tuple[int, ...]
-
-    def __len__(self) -> int:
-        return len(self.starts_y) * len(self.starts_x)
-
-    @property
-    def boxes(self) -> list[tuple[int, int]]:
-        return [(y, x) for y in self.starts_y for x in self.starts_x]
-
-    def weights_1d(self, axis: int) -> dict[int, np.ndarray]:
-        starts = self.starts_y if axis == 0 else self.starts_x
-        tile = self.tile_height if axis == 0 else self.tile_width
-        ramps = {}
-        for i, start in enumerate(starts):
-            before = starts[i - 1] + tile - start if i > 0 else 0
-            after = start + tile - starts[i + 1] if i + 1 < len(starts) else 0
-            ramps[start] = _ramp(tile, max(before, 0), max(after, 0))
-        return ramps
-
-    def blend_weights(self, axis: int) -> dict[int, np.ndarray]:
-        """``weights_1d`` divided by their sum along the axis: the 2D weights ``outer(wy, wx)`` sum to 1."""
-        ramps = self.weights_1d(axis)
-        tile = self.tile_height if axis == 0 else self.tile_width
-        total = np.zeros(self.padded_height if axis == 0 else self.padded_width, np.float64)
-        for start, ramp in ramps.items():
-            total[start : start + tile] += ramp
-        return {start: (ramp / total[start : start + tile]).astype(np.float32) for start, ramp in ramps.items()}
-
-
-def _tile_pair(tile_size) -> tuple[int, int] | None:
-    """``tile_size`` as (height, width), validated; None stays None."""
-    if tile_size is None:
-        return None
-    pair = tuple(tile_size) if isinstance(tile_size, (tuple, list)) else (tile_size, tile_size)
-    if len(pair) != 2 or any(
-        isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < ALIGN or t % ALIGN for t in pair
-    ):
-        raise ValueError(
-            f"tile_size must be a positive multiple of {ALIGN}, a (height, width) pair of them, or None for one pass,"
-            f" got {tile_size!r}"
-        )
-    return int(pair[0]), int(pair[1])
-
-
-def plan_tiles(
-    height: int, width: int, tile_size, overlap: int, pad_multiple: int = ALIGN, balance: bool = True
-) -> TilePlan:
-    """Tile layout for an ``height x width`` plane.
-
-    ``tile_size`` (an int, or a (height, width) pair) is the largest tile. Tiles
-    shrink to the (padded) image when it is smaller; with ``balance`` they also
-    shrink, axis by axis, to the smallest size that needs no more tiles
-    (:func:`balanced_tile`), which cuts the pixels computed twice. The stride
-    ``tile - overlap`` is rounded down to a multiple of 16.
-    """
-    if height < 1 or width < 1:
-        raise ValueError(f"cannot tile an empty {height} x {width} plane")
-    if pad_multiple % ALIGN:
-        raise ValueError(f"pad_multiple must be a multiple of {ALIGN}, got {pad_multiple}")
-    base_h, base_w = round_up(height, pad_multiple), round_up(width, pad_multiple)
-    pair = _tile_pair(tile_size)
-    if pair is None:
-        return TilePlan(height, width, base_h, base_w, base_h, base_w, (0,), (0,))
-    if overlap < 0 or overlap >= min(pair):
-        raise ValueError(f"overlap must be >= 0 and smaller than tile_size ({tile_size}), got {overlap}")
-    tile_h, tile_w = min(pair[0], base_h), min(pair[1], base_w)
-    if balance:
-        tile_h, tile_w = balanced_tile(base_h, tile_h, overlap), balanced_tile(base_w, tile_w, overlap)
-    stride_h, stride_w = _stride(tile_h, overlap), _stride(tile_w, overlap)
-    return TilePlan(
-        height,
-        width,
-        base_h,
-        base_w,
-        tile_h,
-        tile_w,
-        tuple(_starts(base_h, tile_h, stride_h)),
-        tuple(_starts(base_w, tile_w, stride_w)),
-    )
-
-
-def reflect_pad(plane: np.ndarray, padded_height: int, padded_width: int) -> np.ndarray:
-    """Reflect-pad the bottom/right of a ``C x H x W`` array (repeats reflection for tiny images)."""
-    _, height, width = plane.shape
-    if (height, width) == (padded_height, padded_width):
-        return plane
-    return np.pad(plane, ((0, 0), (0, padded_height - height), (0, padded_width - width)), mode="reflect")
 
 
 def autocast_context(device: torch.device, precision: str):
@@ -179,7 +54,7 @@ def tiled_inference(
     plane: np.ndarray,
     *,
     tile_size: int | None = 512,
-    overlap: int = 64,
+    overlap: int | None = 64,
     batch_size: int = 1,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
@@ -191,14 +66,20 @@ def tiled_inference(
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     balance_tiles: bool = True,
     sink: Callable[[int, int, np.ndarray], None] | None = None,
+    plan: TilePlan | None = None,
 ) -> np.ndarray | None:
     """Apply ``fn`` to a ``C x H x W`` float32 plane tile by tile; return ``C_out x H x W`` float32.
 
     ``fn`` maps a ``B x C x h x w`` tensor on ``device`` (h, w multiples of 16) to
-    ``B x C_out x h x w``. ``on_tiles(n)`` is called after each batch with the
-    number of tiles it finished; ``cancel`` (callable or Event) is checked before
-    each batch and raises :class:`DenoiseCancelled`. On out-of-memory (CUDA or
-    CPU allocator) the batch is halved, then the tile size, down to 64 px.
+    ``B x C_out x h x w``; a ``fn`` with ``accepts_tile_geometry`` also gets each
+    batch's :class:`~.tile_grid.TileGeometry`. The tiles are those of ``plan`` when
+    given (e.g. a window of a larger image's plan, :meth:`TilePlan.window`), else of
+    ``plan_tiles(H, W, tile_size, overlap, pad_multiple, balance_tiles)``.
+    ``on_tiles(n)`` is called after each batch with the number of tiles it
+    finished; ``cancel`` (callable or Event) is checked before each batch and raises
+    :class:`DenoiseCancelled`. ``sink(start, stop, rows)`` receives finished rows
+    instead of a returned array. On out-of-memory (CUDA or CPU allocator) the batch
+    is halved, then (for a plan made here) the tile size, down to 64 px.
     """
     device = torch.device(device)
     should_stop = as_cancel_check(cancel)
@@ -206,8 +87,11 @@ def tiled_inference(
     if plane.ndim != 3:
         raise ValueError(f"plane must be C x H x W, got shape {plane.shape}")
     _, height, width = plane.shape
-    while True:
+    if plan is None:
         plan = plan_tiles(height, width, tile_size, overlap, pad_multiple, balance_tiles)
+    elif (plan.height, plan.width) != (height, width):
+        raise ValueError(f"the tile plan is for {plan.height} x {plan.width} pixels, the plane has {height} x {width}")
+    while True:
         try:
             return _run_plan(
                 fn,
@@ -225,12 +109,13 @@ def tiled_inference(
             )
         except _ShrinkTiles:
             current = max(plan.tile_height, plan.tile_width)
-            if current <= 64:
+            if not plan.is_whole or current <= 64:
+                hint = "use a smaller tile size or the CPU" if not plan.is_whole else "use the CPU (device 'cpu')"
                 raise torch.OutOfMemoryError(
-                    f"out of device memory even with 64 px tiles and batch 1 on {device}; use device='cpu'"
+                    f"out of {device} memory with {plan.tile_height} x {plan.tile_width} px tiles and batch 1; {hint}"
                 ) from None
-            tile_size = max(64, current // 2 // ALIGN * ALIGN)
-            overlap = min(overlap, tile_size // 2)
+            smaller = max(64, current // 2 // ALIGN * ALIGN)
+            plan = plan_tiles(height, width, smaller, min(plan.overlap, smaller // 2), plan.pad_multiple, plan.balance)
             batch_size = 1
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -238,18 +123,6 @@ def tiled_inference(
 
 class _ShrinkTiles(Exception):
     pass
-
-
-def reflect_indices(length: int, padded: int) -> np.ndarray:
-    """Source index of each of ``padded`` positions when a length-``length`` axis is reflect-padded at its end.
-
-    Matches ``np.pad(..., mode="reflect")`` including repeated reflection when
-    the padding is longer than the axis.
-    """
-    if length == 1:
-        return np.zeros(padded, np.intp)
-    index = np.arange(padded) % (2 * (length - 1))
-    return np.where(index < length, index, 2 * (length - 1) - index)
 
 
 def _read_tile(plane: np.ndarray, y: int, x: int, th: int, tw: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -376,11 +249,7 @@ def _run_plan(
         if should_stop():
             raise DenoiseCancelled("denoising was cancelled")
         batch = boxes[index : index + batch_size]
-        geometry = None
-        if getattr(fn, "accepts_tile_geometry", False):
-            from ..model.network import TileGeometry
-
-            geometry = TileGeometry(tuple(batch), (plan.padded_height, plan.padded_width))
+        geometry = plan.geometry(batch) if getattr(fn, "accepts_tile_geometry", False) else None
         try:
             tiles = staging.to_device(
                 [transform(_read_tile(plane, y, x, th, tw, rows_index, cols_index)) for y, x in batch]
@@ -421,20 +290,4 @@ def _forward(
     return y.float()
 
 
-def count_tiles(
-    height: int, width: int, tile_size, overlap: int, pad_multiple: int = ALIGN, balance: bool = True
-) -> int:
-    return len(plan_tiles(height, width, tile_size, overlap, pad_multiple, balance))
-
-
-__all__ = [
-    "TilePlan",
-    "plan_tiles",
-    "balanced_tile",
-    "tiled_inference",
-    "count_tiles",
-    "reflect_pad",
-    "round_up",
-    "as_cancel_check",
-    "autocast_context",
-]
+__all__ = ["as_cancel_check", "autocast_context", "tiled_inference"]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .._version import __version__
+from .. import __version__
 from ..errors import CheckpointError
 from .network import CLIPDenoiser, NetworkConfig
 
@@ -270,7 +270,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     if kind == "torchscript":
         raise CheckpointError(
             f"{path} is a TorchScript archive (like OpenAI's RN50.pt): that holds CLIP encoder weights for"
-            " training, not a denoiser. Use it with src_training's --clip-weights option"
+            " training, not a denoiser. Use it with the training command's --clip-weights option"
         )
     return load_reference_checkpoint(path)
 

@@ -118,19 +118,6 @@ class ConvBlock(nn.Module):
         return self.block(x)
 
 
-@dataclass(frozen=True)
-class TileGeometry:
-    """Where a batch of tiles sits in the whole (padded) image, in full-resolution pixels.
-
-    ``align_corners=True`` upsampling is not translation-equivariant: the sampling
-    grid depends on the whole image's size. Given this, the decoder samples each
-    tile on the grid the whole-image pass would use, so tiles agree with it.
-    """
-
-    origins: tuple[tuple[int, int], ...]  # (y, x) of each tile, multiples of 16
-    full_size: tuple[int, int]  # (H, W) of the whole padded image
-
-
 def _upsample_axis(
     x: torch.Tensor, dim: int, n_out_global: int, offset_out: int, out: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -186,7 +173,7 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def _upsample_concat(x: torch.Tensor, skip: torch.Tensor, geometry: TileGeometry, factor: int) -> torch.Tensor:
+def _upsample_concat(x: torch.Tensor, skip: torch.Tensor, geometry, factor: int) -> torch.Tensor:
     """``cat([upsample(x), skip])`` for tiles on the whole image's grid; ``factor`` is the output's.
 
     The upsampled tile is written straight into its channels of the concatenated
@@ -222,9 +209,7 @@ class DecoderBlock(nn.Module):
         self.factor = factor  # output resolution is full / factor
         self.conv_block = ConvBlock(in_ch, out_ch, slope, bias)
 
-    def forward(
-        self, x: torch.Tensor, skip: torch.Tensor | None = None, geometry: TileGeometry | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, geometry=None) -> torch.Tensor:
         if self.upsample and geometry is None:  # the reference path
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
             x = torch.cat([x, skip], dim=1)
@@ -287,10 +272,11 @@ class CLIPDenoiser(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
-    #: The tiler may pass ``geometry=TileGeometry(...)`` so tiles match a whole-image pass.
+    #: The tiler may pass ``geometry``, a ``napari_clipdenoise.inference.tile_grid.TileGeometry``
+    #: (tile ``origins`` and the whole image's padded ``full_size``), so tiles match a whole-image pass.
     accepts_tile_geometry = True
 
-    def forward(self, x: torch.Tensor, geometry: TileGeometry | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, geometry=None) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected an N x {self.in_channels} x H x W tensor, got shape {tuple(x.shape)}")
         height, width = x.shape[-2:]

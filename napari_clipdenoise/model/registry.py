@@ -9,7 +9,6 @@ Installed models are stored in the project format as ``<name>.safetensors``.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import urllib.parse
@@ -19,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CheckpointError, ModelNotInstalledError
+from .sources import NAME_RULE, parse_model_source, validate_model_name
 
 CACHE_ENV_VAR = "CLIPDENOISE_CACHE_DIR"
 AUTHORS_RELEASE = "https://drive.google.com/drive/folders/1F8md2zen0iPlhGnI5-VdjdBOLY8DBIiF"
 REFERENCE_REPOSITORY = "https://github.com/alwaysuu/CLIPDenoising"
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,8 @@ def cache_dir() -> Path:
 
 
 def installed_path(name: str) -> Path:
-    return cache_dir() / f"{name}.safetensors"
+    """Where the model ``name`` is installed (ValueError for a name that could leave the cache folder)."""
+    return cache_dir() / f"{validate_model_name(name)}.safetensors"
 
 
 def installed_models() -> list[str]:
@@ -92,8 +92,11 @@ def installed_models() -> list[str]:
 
 
 def install_hint(name: str) -> str:
+    """What to do when ``name`` cannot be loaded: the install command, the known names, the name rule."""
     entry = REGISTRY.get(name)
     where = cache_dir()
+    if entry is None and not _valid(name):
+        return f"{name!r} is neither an existing checkpoint file nor a valid model name ({NAME_RULE})"
     if entry is None:
         known = ", ".join(sorted(set(REGISTRY) | set(installed_models())))
         return (
@@ -106,6 +109,27 @@ def install_hint(name: str) -> str:
         f"    clipdenoise models import PATH/TO/net_g_latest.pth --name {name}\n"
         f"or set {CACHE_ENV_VAR} to a folder that already holds {name}.safetensors."
     )
+
+
+def _valid(name: str) -> bool:
+    try:
+        validate_model_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model shipped inside the package (it loads offline, without installing)."""
+
+    name: str
+    path: Path
+    description: str
+
+
+#: Models shipped inside the package, by name.
+BUNDLED: dict[str, BundledModel] = {}
 
 
 @dataclass
@@ -165,17 +189,20 @@ def load_model(source: str | os.PathLike | DenoisingModel, *, device=None) -> De
     """
     if isinstance(source, DenoisingModel):
         return source.to(device) if device is not None else source
-    text = os.fspath(source)
-    path = Path(text).expanduser()
-    looks_like_path = path.suffix != "" or os.sep in text or (os.altsep and os.altsep in text)
-    if path.is_file():
-        name = path.stem
-    elif not looks_like_path and _NAME_PATTERN.match(text) and installed_path(text).is_file():
-        name, path = text, installed_path(text)
-    elif looks_like_path:
-        raise CheckpointError(f"checkpoint file not found: {path}")
+    parsed = parse_model_source(source)
+    if parsed.kind == "url":
+        raise CheckpointError(
+            f"{parsed.text} is a URL, and nothing is downloaded implicitly. Install it once under a name:"
+            f" clipdenoise models import {parsed.text} --name NAME (or install_model(url, name))"
+        )
+    if parsed.kind == "file":
+        if not parsed.exists:
+            raise CheckpointError(f"checkpoint file not found: {parsed.path}")
+        path, name = parsed.path, parsed.name
+    elif parsed.kind in ("installed", "bundled"):
+        path, name = parsed.path, parsed.name
     else:
-        raise ModelNotInstalledError(install_hint(text))
+        raise ModelNotInstalledError(install_hint(parsed.text))
     from .checkpoints import load_checkpoint  # imports torch: only once we know there is a file
 
     loaded = load_checkpoint(path)
@@ -218,8 +245,6 @@ def install_model(
     """
     from .checkpoints import file_sha256, load_checkpoint, save_checkpoint
 
-    if not _NAME_PATTERN.match(name):
-        raise ValueError(f"model name {name!r} must be 1-64 letters, digits, '_', '-' or '.' and start alphanumeric")
     target = installed_path(name)
     if target.exists() and not overwrite:
         raise FileExistsError(

@@ -5,13 +5,10 @@ from __future__ import annotations
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFormLayout, QSpinBox, QToolButton, QWidget
 
-from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from ..inference.options import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, DEVICES, PRECISIONS, InferenceOptions
 
 
-class InferenceOptions:
+class InferenceOptionsPanel:
     """A toggle button and the panel it shows: the core's tiling and device options.
 
     ``toggle`` and ``panel`` are added to the owner's layout; ``form`` takes extra rows.
@@ -59,12 +56,12 @@ class InferenceOptions:
         self.panel.setVisible(shown)
         self.toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
-    def tiling(self) -> tuple[int | None, int]:
-        """(tile_size or None for one pass, overlap); ValueError when the overlap does not fit the tile."""
-        tile = self.tile_size.value() or None
-        if tile is not None and tile % 16:
-            raise ValueError(f"tile size must be a multiple of 16, got {tile}")
-        overlap = self.overlap.value()
-        if tile is not None and overlap >= tile:
-            raise ValueError(f"overlap ({overlap} px) must be smaller than the tile size ({tile} px)")
-        return tile, overlap
+    def options(self, **fields) -> InferenceOptions:
+        """The core's options from the panel (plus ``fields``); OptionError names a bad value."""
+        return InferenceOptions(
+            tile_size=self.tile_size.value() or None,
+            overlap=self.overlap.value(),
+            device=self.device.currentText(),
+            precision=self.precision.currentText(),
+            **fields,
+        )

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DenoiseCancelled
-from ._worker import JobOutcome, Progress, iterate_progress
+from ..jobs import JobOutcome, Progress, iterate_progress
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +72,7 @@ def denoise_to_zarr_job(
                 output,
                 model.path if model.path is not None else source,
                 axes=settings.axes,
-                tile_size=settings.tile_size,
-                overlap=settings.overlap,
-                device=settings.device,
-                precision=settings.precision,
+                options=settings.options,
                 progress=progress,
                 cancel=cancel,
             ),

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
+from .. import __version__
 from ..inference.axes import AxesLayout, guess_axes, parse_axes
 
 #: napari axis labels (lower-cased) -> the core's axis letters.

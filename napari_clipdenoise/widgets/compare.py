@@ -32,18 +32,20 @@ from qtpy.QtWidgets import (
 )
 
 from ..baselines import CLASSICAL_METHODS, available_methods
+from ..comparison import CLIP_PREFIX, NOISY, CompareResults, CompareSettings, compare_job, method_label
+from ..jobs import JobOutcome, Progress
 from ..model.registry import REGISTRY, install_hint, installed_models
+from ..model.sources import parse_model_source
 from ..noise import NOISE_MODELS
+from ..unit_scale import UnitScale
 from . import _layers
-from ._compare_job import CLIP_PREFIX, NOISY, CompareResults, CompareSettings, compare_job, method_label
-from ._inference_options import InferenceOptions
-from ._intensity import UnitScale
+from ._inference_options import InferenceOptionsPanel
 from ._job import JobWidgetMixin
 from ._layer_combo import ImageLayerCombo
 from ._model_combo import CHECKPOINT_FILTER
 from ._plot import LinePlot
 from ._table import ResultsTable
-from ._worker import JobOutcome, Progress, if_alive
+from ._worker import if_alive
 
 LAYER_PREFIX = "[compare] "
 MODE_REFERENCE = "Add noise to a clean reference"
@@ -129,7 +131,7 @@ class CompareWidget(JobWidgetMixin, QWidget):
         self.refresh_methods_button.setText("↻")
         self.refresh_methods_button.setToolTip("Re-read the model cache (after installing a model)")
 
-        options = InferenceOptions(self, "CLIP tiling and device", "whole image")
+        options = InferenceOptionsPanel(self, "CLIP tiling and device", "whole image")
         self.advanced_toggle, self.advanced = options.toggle, options.panel
         self.tile_size, self.overlap = options.tile_size, options.overlap
         self.device, self.precision = options.device, options.precision
@@ -204,7 +206,9 @@ class CompareWidget(JobWidgetMixin, QWidget):
         items = [self.methods.item(i) for i in range(self.methods.count())]
         ticked = {item.data(Qt.ItemDataRole.UserRole) for item in items if item.checkState() == Qt.CheckState.Checked}
         listed = {item.data(Qt.ItemDataRole.UserRole) for item in items}
-        checkpoints = [m for m in listed if m.startswith(CLIP_PREFIX) and _looks_like_path(m[len(CLIP_PREFIX) :])]
+        checkpoints = [
+            m for m in listed if m.startswith(CLIP_PREFIX) and parse_model_source(m[len(CLIP_PREFIX) :]).is_file
+        ]
         self.methods.clear()
         self._fill_methods()
         for method in checkpoints:
@@ -286,7 +290,6 @@ class CompareWidget(JobWidgetMixin, QWidget):
         methods = self.selected_methods()
         if not methods:
             raise ValueError("tick at least one method to compare")
-        tile, overlap = self._options.tiling()
         levels = parse_levels(self.levels.text()) if self.reference_mode else ()
         return CompareSettings(
             methods=methods,
@@ -294,10 +297,7 @@ class CompareWidget(JobWidgetMixin, QWidget):
             levels=levels,
             seed=self.seed.value(),
             rgb=rgb,
-            tile_size=tile,
-            overlap=overlap,
-            device=self.device.currentText(),
-            precision=self.precision.currentText(),
+            options=self._options.options(),
         )
 
     def _on_mode_changed(self) -> None:
@@ -533,7 +533,3 @@ class CompareWidget(JobWidgetMixin, QWidget):
         if not self._finish_job():
             return
         self._update_buttons()
-
-
-def _looks_like_path(source: str) -> bool:
-    return "/" in source or "\\" in source or source.endswith((".safetensors", ".pth", ".pt"))

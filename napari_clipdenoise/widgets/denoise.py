@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from qtpy.QtCore import Qt
@@ -30,13 +30,14 @@ from qtpy.QtWidgets import (
 
 from ..errors import DenoiseCancelled, ModelNotInstalledError
 from ..inference.axes import parse_axes
-from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+from ..inference.options import InferenceOptions
+from ..jobs import JobOutcome, Progress, iterate_progress
 from . import _large, _layers
-from ._inference_options import InferenceOptions
+from ._inference_options import InferenceOptionsPanel
 from ._job import ERROR_STYLE, JobWidgetMixin
 from ._layer_combo import ImageLayerCombo
 from ._model_combo import ModelCombo
-from ._worker import JobOutcome, Progress, if_alive, iterate_progress
+from ._worker import if_alive
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +51,14 @@ HINT_STYLE = "color: #ffb347;"
 
 @dataclass(frozen=True)
 class DenoiseSettings:
-    """The options of one run, as passed to :func:`napari_clipdenoise.denoise`."""
+    """The options of one run: the layer's axes and the core's inference options."""
 
     axes: str
-    tile_size: int | None = DEFAULT_TILE_SIZE
-    overlap: int = DEFAULT_OVERLAP
-    device: str = "auto"
-    precision: str = "auto"
+    options: InferenceOptions = field(default_factory=InferenceOptions)
 
-    def as_kwargs(self) -> dict:
-        return asdict(self)
+    def record(self) -> dict:
+        """What a result layer's metadata says about the run."""
+        return {"axes": self.axes, **self.options.as_record()}
 
 
 def denoise_job(
@@ -80,7 +79,9 @@ def denoise_job(
         if cancel.is_set():
             return JobOutcome(cancelled=True)
         result = yield from iterate_progress(
-            lambda progress: denoise(image, model, progress=progress, cancel=cancel, **settings.as_kwargs()),
+            lambda progress: denoise(
+                image, model, axes=settings.axes, options=settings.options, progress=progress, cancel=cancel
+            ),
             message="denoising",
             cancel=cancel,
         )
@@ -134,7 +135,7 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
         self.axes_note.setWordWrap(True)
         self.residual_check = QCheckBox("Add residual layer (input − denoised)", self)
 
-        options = InferenceOptions(self, "Advanced", "whole plane")
+        options = InferenceOptionsPanel(self, "Advanced", "whole plane")
         self.advanced_toggle, self.advanced = options.toggle, options.panel
         self.tile_size, self.overlap = options.tile_size, options.overlap
         self.device, self.precision = options.device, options.precision
@@ -197,8 +198,7 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
     def settings(self) -> DenoiseSettings:
         """The current options; raises ValueError naming the problem if the axes do not fit the layer."""
         axes = self._validate_axes()
-        tile, overlap = self._options.tiling()
-        return DenoiseSettings(axes, tile, overlap, self.device.currentText(), self.precision.currentText())
+        return DenoiseSettings(axes, self._options.options())
 
     def set_checkpoint(self, path: str | os.PathLike) -> None:
         """Select a checkpoint file as the model (what "Load checkpoint…" does after its dialog)."""
@@ -383,7 +383,7 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
         model = outcome.info["model"]
         seconds = outcome.info["seconds"]
         name = layer.name + (PREVIEW_SUFFIX if offset else DENOISED_SUFFIX)
-        record = _layers.provenance(model.provenance(), settings.as_kwargs(), layer.name, seconds)
+        record = _layers.provenance(model.provenance(), settings.record(), layer.name, seconds)
         if offset:
             record["plane"] = {str(axis): index for axis, index in offset.items()}
         geometry = _layers.geometry_kwargs(layer, offset=offset)
@@ -417,12 +417,6 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
 
 def _mtime(source) -> int | None:
     """Modification time of the file behind ``source`` (a path or an installed name), to notice re-installs."""
-    from ..model.registry import installed_path
+    from ..model.sources import parse_model_source
 
-    for path in (source, installed_path(source) if "/" not in source and os.sep not in source else None):
-        try:
-            if path is not None and os.path.isfile(path):
-                return os.stat(path).st_mtime_ns
-        except (OSError, TypeError, ValueError):
-            continue
-    return None
+    return parse_model_source(source).mtime()

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DenoiseCancelled
-from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
-from ._worker import JobOutcome, Progress, iterate_progress
+from .errors import DenoiseCancelled
+from .inference.options import InferenceOptions
+from .jobs import JobOutcome, Progress, iterate_progress
 
 #: Method names for CLIP models are ``CLIP_PREFIX + <registry name or checkpoint path>``.
 CLIP_PREFIX = "clip:"
@@ -39,10 +39,7 @@ class CompareSettings:
     levels: tuple[float, ...] = (15.0, 25.0, 50.0)
     seed: int = 0
     rgb: bool = False
-    tile_size: int | None = DEFAULT_TILE_SIZE
-    overlap: int = DEFAULT_OVERLAP
-    device: str = "auto"
-    precision: str = "auto"
+    options: InferenceOptions = field(default_factory=InferenceOptions)  # how the models run (tiling, device...)
 
 
 @dataclass
@@ -83,7 +80,7 @@ def method_label(method: str) -> str:
 
 def noisy_input(clean01: np.ndarray, settings: CompareSettings, index: int) -> np.ndarray:
     """The seeded noisy version of ``clean01`` at ``settings.levels[index]``."""
-    from ..noise import add_noise
+    from .noise import add_noise
 
     rng = np.random.default_rng([int(settings.seed), int(index)])
     channel_axis = -1 if settings.rgb else None
@@ -92,7 +89,7 @@ def noisy_input(clean01: np.ndarray, settings: CompareSettings, index: int) -> n
 
 def scores(clean01: np.ndarray, output01: np.ndarray, *, rgb: bool) -> tuple[float, float]:
     """(PSNR dB, SSIM) with the core metrics on the [0, 1] scale."""
-    from ..metrics import psnr, ssim
+    from .metrics import psnr, ssim
 
     channel_axis = -1 if rgb else None
     return psnr(clean01, output01, data_range=1.0), ssim(clean01, output01, data_range=1.0, channel_axis=channel_axis)
@@ -136,13 +133,13 @@ def compare_job(
             source = method[len(CLIP_PREFIX) :] if method.startswith(CLIP_PREFIX) else None
             if source is not None and source not in models:
                 yield Progress(step, total, f"loading {method_label(method)}")
-                from ..model.registry import load_model
+                from .model.registry import load_model
 
                 models[source] = load_model(source)
             if cancel.is_set():
                 raise DenoiseCancelled("comparison was cancelled")
         if not reference:
-            from ..noise import estimate_noise_sigma
+            from .noise import estimate_noise_sigma
 
             results.input = image01
             results.estimated_sigma = 255.0 * estimate_noise_sigma(image01, channel_axis=-1 if settings.rgb else None)
@@ -188,7 +185,7 @@ def compare_job(
 
 
 def _run_clip(noisy, source, settings, cancel, models, caption):
-    from ..inference.pipeline import denoise
+    from .inference.pipeline import denoise
 
     model = models[source]
     axes = "YXC" if settings.rgb else "YX"
@@ -199,10 +196,7 @@ def _run_clip(noisy, source, settings, cancel, models, caption):
             model,
             axes=axes,
             rgb=settings.rgb,
-            tile_size=settings.tile_size,
-            overlap=settings.overlap,
-            device=settings.device,
-            precision=settings.precision,
+            options=settings.options,
             intensity_range=(0.0, 1.0),
             output_dtype=np.float32,
             progress=progress,
@@ -214,7 +208,7 @@ def _run_clip(noisy, source, settings, cancel, models, caption):
 
 
 def _run_classical(noisy, method, sigma, settings, cancel, caption):
-    from ..baselines import classical_denoise
+    from .baselines import classical_denoise
 
     def call(_progress):
         return classical_denoise(noisy, method, sigma=sigma, channel_axis=-1 if settings.rgb else None)

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .atomic import write_text_atomic
+from ..formats.atomic import write_text_atomic
 
 STATUSES = ("done", "skipped", "failed", "interrupted", "not started")
 
@@ -25,6 +25,7 @@ class FileRecord:
     output_dtype: str | None = None
     axes: str | None = None
     axes_source: str | None = None
+    intensity_ranges: list[dict] | None = None  # per channel group: channels, low, high
     seconds: float = 0.0
     megapixels: float = 0.0
     notes: list[str] = field(default_factory=list)

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from .._version import __version__
+from .. import __version__
 from .atomic import write_text_atomic
 
 #: Key under which provenance is stored (zarr attrs, PNG text chunk, ImageJ property).

@@ -10,47 +10,51 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..inference.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
-from .atomic import atomic_output, remove_stale_partials
-from .base import UnreadableImageError, UnsupportedFormatError
+from ..formats import check_output_dtype, open_sink, open_source
+from ..formats.atomic import atomic_output, remove_stale_partials
+from ..formats.base import UnreadableImageError, UnsupportedFormatError
+from ..formats.provenance import build_provenance, write_sidecar
+from ..inference.options import InferenceOptions, ResolvedOptions
 from .discovery import Job
-from .formats import check_output_dtype, open_sink, open_source
-from .provenance import build_provenance, write_sidecar
 from .report import FileRecord
 
 
 @dataclass
-class DenoiseSettings:
-    """Resolved options shared by every file of a batch."""
+class BatchSettings:
+    """What every file of a batch shares: the inference options and how outputs are handled."""
 
+    options: InferenceOptions
+    model_spec: str
     axes: str | None = None
-    tile_size: int | None = DEFAULT_TILE_SIZE
-    overlap: int = DEFAULT_OVERLAP
-    batch_size: int = 1
-    device: str = "cpu"
-    precision: str = "fp32"
-    output_dtype: str | None = None
-    intensity_range: str | tuple[float, float] = "auto"
     overwrite: bool = False
     scheduler: str | None = None
-    model_spec: str = "gaussian15"
-    extra: dict = field(default_factory=dict)
+    resolved: ResolvedOptions | None = None  # device, precision, batch size on this machine (in-process runs)
 
-    def provenance_parameters(self, axes: str, output_dtype) -> dict:
-        return {
-            "axes": axes,
-            "tile_size": self.tile_size,
-            "overlap": self.overlap,
-            "batch_size": self.batch_size,
-            "device": self.device,
-            "precision": self.precision,
-            "output_dtype": str(output_dtype),
-            "intensity_range": self.intensity_range,
-            "scheduler": self.scheduler,
-        }
+    def record(self) -> dict:
+        """The settings for the batch report."""
+        record = {"model": self.model_spec, "axes": self.axes, "overwrite": self.overwrite, "scheduler": self.scheduler}
+        record["options"] = self.options.as_record()
+        if self.resolved is not None:
+            record["resolved"] = _resolved_record(self.resolved)
+        return record
+
+    def provenance_parameters(self, plan) -> dict:
+        """What one output's provenance says about how it was made."""
+        parameters = {"axes": plan.layout.axes, **self.options.as_record(), "scheduler": self.scheduler}
+        parameters["overlap"] = self.options.effective_overlap
+        parameters["output_dtype"] = str(plan.output_dtype)
+        parameters["tile_plan"] = [plan.tiles.tile_height, plan.tiles.tile_width]
+        parameters["intensity_ranges"] = plan.intensity_ranges()
+        if self.resolved is not None:
+            parameters.update(_resolved_record(self.resolved))
+        return parameters
+
+
+def _resolved_record(resolved: ResolvedOptions) -> dict:
+    return {"device": str(resolved.device), "precision": resolved.precision, "batch_size": resolved.batch_size}
 
 
 def _megapixels(shape, layout) -> float:
@@ -58,7 +62,7 @@ def _megapixels(shape, layout) -> float:
     return math.prod(s for i, s in enumerate(shape) if i != channel) / 1e6
 
 
-def process_job(job: Job, model, settings: DenoiseSettings, model_info: dict, progress) -> FileRecord:
+def process_job(job: Job, model, settings: BatchSettings, model_info: dict, progress) -> FileRecord:
     """Denoise ``job.input`` into ``job.output``; never raises for per-file problems."""
     record = FileRecord(str(job.input), "failed", str(job.output) if job.output else None)
     if job.error:
@@ -98,29 +102,29 @@ def process_job(job: Job, model, settings: DenoiseSettings, model_info: dict, pr
     return record
 
 
-def _delegate(job: Job, settings: DenoiseSettings, progress, record: FileRecord, started: float) -> FileRecord:
+def _delegate(job: Job, settings: BatchSettings, progress, record: FileRecord, started: float) -> FileRecord:
     """A zarr input with --scheduler: the dask engine reads, plans and writes it (resumably) itself."""
-    from .distributed_bridge import denoise_zarr_distributed
+    from .scale_out import denoise_zarr_distributed
 
-    # device, precision and batch size as the user gave them: each worker resolves them for its own hardware
-    requested = settings.extra
-    options = {
-        "axes": settings.axes,
-        "tile_size": settings.tile_size,
-        "overlap": settings.overlap,
-        "device": requested.get("device", settings.device),
-        "precision": requested.get("precision", settings.precision),
-        "batch_size": requested.get("batch_size", settings.batch_size),
-        "intensity_range": settings.intensity_range,
-        "output_dtype": settings.output_dtype,
-    }
     try:
-        result = denoise_zarr_distributed(job.input, job.output, settings, options, progress.tiles_done)
+        # the options as the user gave them: each worker resolves device and precision for its own hardware
+        options = settings.options
+        result = denoise_zarr_distributed(
+            job.input,
+            job.output,
+            settings.model_spec,
+            settings.scheduler,
+            options,
+            axes=settings.axes,
+            overwrite=settings.overwrite,
+            progress=progress.tiles_done,
+        )
         record.status = "done"
         record.notes.append(f"denoised on the dask scheduler {settings.scheduler}")
         _describe_zarr(job, record)
         if isinstance(result, dict):
             record.megapixels = float(result.get("megapixels") or 0.0)
+            record.intensity_ranges = result.get("intensity_ranges")
             record.notes.append(f"blocks done {result.get('blocks_done')}, skipped {result.get('blocks_skipped')}")
     except KeyboardInterrupt:
         record.status, record.error = "interrupted", "interrupted; finished blocks are kept and a rerun resumes"
@@ -144,25 +148,17 @@ def _describe_zarr(job: Job, record: FileRecord) -> None:
     record.output_shape, record.output_dtype = list(output.shape), str(output.dtype)
 
 
-def _denoise_source(source, output, model, settings, model_info, progress, record) -> None:
+def _denoise_source(source, output, model, settings: BatchSettings, model_info, progress, record) -> None:
     from ..inference.pipeline import denoise, plan_denoise
 
     record.shape, record.dtype = list(source.shape), str(source.dtype)
     record.notes.extend(source.notes)
-    axes = settings.axes or source.axes
-    plan = plan_denoise(
-        source.data,
-        model.in_channels,
-        axes=axes,
-        tile_size=settings.tile_size,
-        overlap=settings.overlap,
-        output_dtype=settings.output_dtype,
-        intensity_range=settings.intensity_range,
-    )
+    plan = plan_denoise(source.data, model, axes=settings.axes or source.axes, options=settings.options)
     record.axes = plan.layout.axes
     record.axes_source = (
         "--axes" if settings.axes else (source.axes_source if source.axes else "guessed from the shape")
     )
+    record.intensity_ranges = plan.intensity_ranges()
     out_dtype = plan.output_dtype
     check_output_dtype(source, out_dtype)
     record.output_shape, record.output_dtype = list(source.shape), str(out_dtype)
@@ -172,28 +168,17 @@ def _denoise_source(source, output, model, settings, model_info, progress, recor
     )
     provenance = build_provenance(
         model_info,
-        settings.provenance_parameters(plan.layout.axes, out_dtype),
+        settings.provenance_parameters(plan),
         source=str(source.path),
         input_shape=source.shape,
         input_dtype=source.dtype,
         axes=plan.layout.axes,
     )
-    options = {
-        "axes": plan.layout.axes,
-        "tile_size": settings.tile_size,
-        "overlap": settings.overlap,
-        "device": settings.device,
-        "precision": settings.precision,
-        "batch_size": settings.batch_size,
-        "intensity_range": settings.intensity_range,
-    }
     with atomic_output(output, overwrite=settings.overwrite) as temporary:
         sink = open_sink(source, temporary, source.shape, out_dtype, provenance)
         record.notes.extend(getattr(sink, "notes", []))
         try:
-            result = denoise(
-                source.data, model, output_dtype=out_dtype, out=sink.array, progress=progress.tiles_done, **options
-            )
+            result = denoise(source.data, model, plan=plan, out=sink.array, progress=progress.tiles_done)
             sink.finish(result)
         except BaseException:
             sink.abort()

@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arrays import is_zarr_dir
-from .atomic import is_partial
-from .base import UnsupportedFormatError
-from .formats import format_of, looks_like_output, output_name
+from ..formats import format_of, looks_like_output, output_name
+from ..formats.arrays import is_zarr_dir
+from ..formats.atomic import is_partial
+from ..formats.base import UnsupportedFormatError
 
 _GLOB_CHARS = set("*?[")
 

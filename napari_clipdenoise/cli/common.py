@@ -1,0 +1,55 @@
+"""What every ``clipdenoise`` command shares: exit codes, the usage error, option errors in flag syntax."""
+
+from __future__ import annotations
+
+import signal
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: Option names as the command line spells them.
+FLAGS = {
+    "tile_size": "--tile-size",
+    "overlap": "--overlap",
+    "batch_size": "--batch-size",
+    "device": "--device",
+    "precision": "--precision",
+    "intensity_range": "--intensity-range",
+    "output_dtype": "--output-dtype",
+    "balance_tiles": "--tile-size",
+    "pad_multiple": "--pad-multiple",
+    "channels_last": "--channels-last",
+}
+
+
+class CommandError(Exception):
+    """A problem found before any work; printed as ``clipdenoise: error: ...`` with exit code 2."""
+
+
+def option_error(exc) -> CommandError:
+    """An :class:`~napari_clipdenoise.inference.options.OptionError` as a usage error naming the flag."""
+    return CommandError(exc.render(FLAGS))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (temporary outputs removed) but exiting with 128 + 15."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def interrupt_on_sigterm() -> None:
+    def handler(signum, frame):
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
