@@ -26,7 +26,26 @@ REFERENCE_REPOSITORY = "https://github.com/alwaysuu/CLIPDenoising"
 
 
 @dataclass(frozen=True)
+class InputScale:
+    """The intensity convention a model was trained on: values ``low``..``high`` in ``unit`` map to [0, 1]."""
+
+    unit: str  # "8-bit" for photographs on 0..255, "HU" for CT in Hounsfield units
+    low: float
+    high: float
+    description: str
+
+    def as_record(self) -> dict:
+        return {"unit": self.unit, "low": self.low, "high": self.high, "description": self.description}
+
+
+PHOTO_SCALE = InputScale("8-bit", 0.0, 255.0, "8-bit sRGB photographs, 0..255 -> [0, 1]")
+CT_SCALE = InputScale("HU", -1024.0, 3072.0, "CT in Hounsfield units, window [-1024, 3072] -> [0, 1]")
+
+
+@dataclass(frozen=True)
 class RegistryEntry:
+    """A model the project knows by name: what it is for, where its weights come from."""
+
     name: str
     description: str
     noise: str
@@ -35,6 +54,8 @@ class RegistryEntry:
     release_file: str
     url: str | None = None  # a direct download link, when the publisher offers one
     sha256: str | None = None
+    family: str = "clip"  # the network: "clip" (CLIPDenoiser) or "idf"
+    input_scale: InputScale = PHOTO_SCALE
 
 
 REGISTRY: dict[str, RegistryEntry] = {
@@ -64,6 +85,7 @@ REGISTRY: dict[str, RegistryEntry] = {
             in_channels=1,
             source=AUTHORS_RELEASE,
             release_file="the CT model (net_g_*.pth) in the authors' release folder",
+            input_scale=CT_SCALE,
         ),
     )
 }
