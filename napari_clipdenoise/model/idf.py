@@ -59,6 +59,8 @@ HALO = 3
 #: The smallest height/width the reflect padding of the even iterations allows.
 MIN_SIZE = 3
 N_PARAMETERS = 49_021
+#: The authors' default weights (Gaussian sigma 15/255), shipped with the package; see bundled/README.md.
+BUNDLED_WEIGHTS = Path(__file__).with_name("bundled") / "idf_g_15.safetensors"
 
 #: Key -> shape of the six tensors of a weight file.
 STATE_SHAPES: dict[str, tuple[int, ...]] = {
@@ -530,6 +532,11 @@ def load_idf_weights(path: str | os.PathLike) -> IDFDenoiser:
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"could not read {path} as safetensors: {exc}") from exc
     return network_from_state(state, str(path))
+
+
+def load_bundled_idf() -> IDFDenoiser:
+    """The bundled ``idf_g_15`` network (cite the paper; Apache 2.0, see bundled/IDF_LICENSE.txt)."""
+    return load_idf_weights(BUNDLED_WEIGHTS)
 
 
 # --------------------------------------------------------------------------- the authors' .ckpt
