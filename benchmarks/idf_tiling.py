@@ -235,7 +235,8 @@ def main() -> None:
                 diff = np.abs(tiled - whole[name]) * 255
                 print(
                     f"    {'blend' if blend else 'crop '}: {count:3d} tiles  max abs {diff.max():6.2f}  "
-                    f"mean abs {diff.mean():.3f}  PSNR vs whole {psnr255(tiled, whole[name]):6.2f} dB  "
+                    f"mean abs {diff.mean():.3f}  >1 level {np.mean(diff > 1):.2%}  "
+                    f"PSNR vs whole {psnr255(tiled, whole[name]):6.2f} dB  "
                     f"(vs clean {psnr255(tiled, clean):.2f} dB)  {seconds:6.1f} s"
                 )
             print(
