@@ -11,7 +11,11 @@ mirroring it. Sections:
 (c) fp32 against bf16 and NCHW against channels_last (agreement with fp32 channels_last and speed),
     and IDF's speed against the project's CLIP network (random weights, timing only).
 
-    python benchmarks/idf_tiling.py [--threads 2] [--quick]
+    python benchmarks/idf_tiling.py [--threads 1] [--quick]
+
+One torch thread by default: on a 2-core machine shared with other work, two threads make every
+small operator wait for a descheduled OpenMP worker (~4 ms a call), which swamps the tiled runner
+(dozens of operators per tile) and makes timings meaningless.
 """
 
 from __future__ import annotations
@@ -192,7 +196,7 @@ def timed(fn, repeats: int = 3):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="skip the 1024 x 1536 image")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -245,7 +249,8 @@ def main() -> None:
             )
             state_mb = 2 * 3 * h * w * 4 / 2**20
             print(
-                f"    whole image        : {row['seconds']:7.2f} s  peak RSS {row['peak_rss_mb']:7.0f} MB  "
+                f"    whole image        : {row['seconds']:7.2f} s (cpu {row['cpu_seconds']:5.1f} s)  "
+                f"peak RSS {row['peak_rss_mb']:7.0f} MB  "
                 f"(+{row['peak_rss_mb'] - row['rss_before_mb']:6.0f} MB over before)"
             )
             for tile in (256, 512):
@@ -266,7 +271,8 @@ def main() -> None:
                     diff = np.abs(np.load(out_path) - whole[name]).max()
                     label = f"exact {tile} {'cached' if cache else 'recomp'}"
                     print(
-                        f"    {label:19s}: {row['seconds']:7.2f} s  peak RSS {row['peak_rss_mb']:7.0f} MB  "
+                        f"    {label:19s}: {row['seconds']:7.2f} s (cpu {row['cpu_seconds']:5.1f} s)  "
+                        f"peak RSS {row['peak_rss_mb']:7.0f} MB  "
                         f"(+{row['peak_rss_mb'] - row['rss_before_mb']:6.0f} MB over before)  "
                         f"max abs vs whole {diff:.1e}"
                     )

@@ -179,14 +179,24 @@ def _geometry(i: int) -> tuple[int, str]:
     return (2, "reflect") if i % 2 == 0 else (1, "zero")
 
 
-def _rms(t: torch.Tensor) -> torch.Tensor:
-    """RMS over all elements in float32 (the state tensors hold one image)."""
-    t = t.float()
-    return torch.linalg.vector_norm(t) / math.sqrt(t.numel())
-
-
 def _sum_squares(t: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(t, dtype=torch.float32).square()
+    """Sum of squares, accurate for huge tensors (a float64 scalar).
+
+    ``torch.linalg.vector_norm`` accumulates float32 naively (a relative error of ~5e-4 over 16M
+    elements), which would make whole-image and tiled runs disagree; here it only reduces rows along
+    the tensor's innermost contiguous run (a few thousand elements), and the rows are summed in float64.
+    """
+    t = t.float()
+    if t.dim() == 4 and t.stride(1) == 1 and t.shape[1] > 1:  # channels-last (or a slice of it)
+        rows = t.permute(0, 2, 3, 1).reshape(-1, t.shape[1] * t.shape[3])
+    else:
+        rows = t.reshape(-1, t.shape[-1])
+    return torch.linalg.vector_norm(rows, dim=1).double().square().sum()
+
+
+def _rms(t: torch.Tensor) -> torch.Tensor:
+    """RMS over all elements (the state tensors hold one image), float32."""
+    return torch.sqrt(_sum_squares(t) / t.numel()).float()
 
 
 def _gates(weights: dict[str, torch.Tensor], residual: torch.Tensor | None) -> torch.Tensor | None:
@@ -296,7 +306,7 @@ def iterate_whole(
         logits += F.conv2d(corr, kernels.wk_correlation, padding=1).float()
         total = _sum_squares(f) + _sum_squares(corr)
     del f
-    logits /= EPS + torch.sqrt(total / (73 * h * w))
+    logits /= (EPS + torch.sqrt(total / (73 * h * w))).float()
     out = _apply_kernels(logits, padded, d)
     return out, x - out
 
@@ -368,14 +378,14 @@ def _zero_outside(t: torch.Tensor, r0: int, c0: int, h: int, w: int) -> torch.Te
     return t
 
 
-def _tile_logits(kernels: _Kernels, x: torch.Tensor, inv_rms_x, i: int, r0, r1, c0, c1, precision, device):
+def _tile_logits(kernels: _Kernels, x: torch.Tensor, x_scale, i: int, r0, r1, c0, c1, precision, device):
     """Un-normalised kernel logits on the tile and the sum of squares of its 73 channels there."""
     h, w = x.shape[-2:]
     d, mode = _geometry(i)
     th, tw = r1 - r0, c1 - c0
     with _autocast(precision, device):
         xz = _window(x, r0 - HALO, r1 + HALO, c0 - HALO, c1 + HALO, "zero").to(device)
-        xr = (xz * inv_rms_x).contiguous(memory_format=kernels.memory_format)
+        xr = (xz / x_scale).contiguous(memory_format=kernels.memory_format)
         f = _zero_outside(F.relu_(F.conv2d(xr, kernels.w1)), r0 - 2, c0 - 2, h, w)
         f = _zero_outside(F.relu_(F.conv2d(f, kernels.w2)), r0 - 1, c0 - 1, h, w)
         near = _window(x, r0 - 1 - d, r1 + 1 + d, c0 - 1 - d, c1 + 1 + d, mode).to(device)
@@ -448,38 +458,83 @@ def denoise_plane(
         # State on the host; tiles (with their halo) travel to the device.
         x = normalise_input(source)
         residual = None
-        rows, cols = _tile_bounds(height, tile_size), _tile_bounds(width, tile_size)
-        tiles = [(r0, r1, c0, c1) for r0, r1 in rows for c0, c1 in cols]
+        tiles = tile_grid(height, width, tile_size)
         logit_cache = torch.empty((1, 9, height, width), dtype=torch.float32) if cache_logits else None
         for i in range(iterations):
-            kernels = _Kernels(weights, None if residual is None else residual.to(device), channels_last=channels_last)
-            inv_rms_x = (1.0 / (EPS + _rms(x))).to(device)
-            d, mode = _geometry(i)
-            # Pass 1: the sum of squares of the 73 normalised-feature channels over the whole image.
-            total = torch.zeros((), dtype=torch.float32, device=device)
-            for r0, r1, c0, c1 in tiles:
-                check_cancel()
-                logits, part = _tile_logits(kernels, x, inv_rms_x, i, r0, r1, c0, c1, precision, device)
-                if logit_cache is not None:
-                    logit_cache[..., r0:r1, c0:c1] = logits
-                total += part
-                report()
-            scale = EPS + torch.sqrt(total / (73 * height * width))
-            # Pass 2: recompute (or fetch) each tile's logits, normalise, filter. The old residual is
-            # no longer needed, so its buffer receives the output.
-            out = torch.empty_like(x) if residual is None else residual
-            for r0, r1, c0, c1 in tiles:
-                check_cancel()
-                if logit_cache is not None:
-                    logits = logit_cache[..., r0:r1, c0:c1].to(device) / scale
-                else:
-                    logits, _ = _tile_logits(kernels, x, inv_rms_x, i, r0, r1, c0, c1, precision, device)
-                    logits /= scale
-                near = _window(x, r0 - d, r1 + d, c0 - d, c1 + d, mode).to(device)
-                out[..., r0:r1, c0:c1] = _apply_kernels(logits, near, d).to(out.device)
-                report()
-            x, residual = out, x.sub_(out)  # the old x buffer becomes the new residual x - output
+            x, residual = iterate_tiled(
+                weights,
+                x,
+                residual,
+                i,
+                tiles,
+                precision=precision,
+                device=device,
+                channels_last=channels_last,
+                logit_cache=logit_cache,
+                before_tile=check_cancel,
+                after_tile=report,
+            )
         return denormalise_output(x)[0].numpy()
+
+
+def tile_grid(height: int, width: int, tile_size: int) -> list[tuple[int, int, int, int]]:
+    """(r0, r1, c0, c1) of the tiles :func:`denoise_plane` uses, row by row."""
+    rows, cols = _tile_bounds(height, tile_size), _tile_bounds(width, tile_size)
+    return [(r0, r1, c0, c1) for r0, r1 in rows for c0, c1 in cols]
+
+
+def iterate_tiled(
+    weights: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    i: int,
+    tiles: list[tuple[int, int, int, int]],
+    *,
+    precision: str = "fp32",
+    device=None,
+    channels_last: bool = True,
+    logit_cache: torch.Tensor | None = None,
+    before_tile: Callable[[], None] | None = None,
+    after_tile: Callable[[], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One iteration over tiles, the same as :func:`iterate_whole` to float rounding.
+
+    ``x`` and ``residual`` (1 x 3 x H x W, float32, host) are consumed: their buffers become the new
+    residual and the output. ``logit_cache`` (1 x 9 x H x W) keeps pass 1's logits for pass 2.
+    """
+    device = x.device if device is None else torch.device(device)
+    height, width = x.shape[-2:]
+    kernels = _Kernels(weights, None if residual is None else residual.to(device), channels_last=channels_last)
+    x_scale = (EPS + _rms(x)).to(device)
+    d, mode = _geometry(i)
+    # Pass 1: the sum of squares of the 73 feature/correlation channels over the whole image.
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for r0, r1, c0, c1 in tiles:
+        if before_tile is not None:
+            before_tile()
+        logits, part = _tile_logits(kernels, x, x_scale, i, r0, r1, c0, c1, precision, device)
+        if logit_cache is not None:
+            logit_cache[..., r0:r1, c0:c1] = logits
+        total += part
+        if after_tile is not None:
+            after_tile()
+    scale = (EPS + torch.sqrt(total / (73 * height * width))).float()
+    # Pass 2: recompute (or fetch) each tile's logits, normalise, filter. The old residual is no longer
+    # needed, so its buffer receives the output.
+    out = torch.empty_like(x) if residual is None else residual
+    for r0, r1, c0, c1 in tiles:
+        if before_tile is not None:
+            before_tile()
+        if logit_cache is not None:
+            logits = logit_cache[..., r0:r1, c0:c1].to(device) / scale
+        else:
+            logits, _ = _tile_logits(kernels, x, x_scale, i, r0, r1, c0, c1, precision, device)
+            logits /= scale
+        near = _window(x, r0 - d, r1 + d, c0 - d, c1 + d, mode).to(device)
+        out[..., r0:r1, c0:c1] = _apply_kernels(logits, near, d).to(out.device)
+        if after_tile is not None:
+            after_tile()
+    return out, x.sub_(out)  # the old x buffer becomes the new residual x - output
 
 
 # --------------------------------------------------------------------------- weight files
