@@ -84,6 +84,26 @@ def test_tiny_images_and_batches(network):
     torch.testing.assert_close(y[1:], single)  # each image has its own statistics
 
 
+def test_sum_of_squares_is_accurate_on_large_tensors():
+    torch.manual_seed(0)
+    t = torch.relu(torch.randn(1, 64, 256, 256)).contiguous(memory_format=torch.channels_last)
+    exact = float((t.double() ** 2).sum())
+    for view in (t, t.contiguous(), t[..., 1:-1, 1:-1], t.contiguous()[..., 1:-1, 1:-1]):
+        expected = float((view.double() ** 2).sum())
+        assert abs(float(idf._sum_squares(view)) - expected) <= 1e-7 * expected
+    assert abs(float(idf._rms(t)) - (exact / t.numel()) ** 0.5) <= 1e-6
+
+
+def test_bf16_is_close_to_fp32(network, crop):
+    part = np.ascontiguousarray(crop[:, :64, :80])
+    fp32 = idf.denoise_plane(network, part)
+    bf16 = idf.denoise_plane(network, part, precision="bf16")
+    psnr = 10 * np.log10(1 / np.mean((fp32.astype(np.float64) - bf16) ** 2))
+    assert psnr > 45, psnr
+    with pytest.raises(ValueError, match="precision"):
+        idf.denoise_plane(network, part, precision="fp16")
+
+
 # --------------------------------------------------------------------------- strict weight files
 def _write(tmp_path, state, name="weights.safetensors"):
     path = tmp_path / name
