@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The README's main job on a fresh Linux machine: install, make a real noisy TIFF, denoise it with the CLI.
 #
-#   bash scripts/run_demo.sh                    # needs the gaussian15 weights (see below)
+#   bash scripts/run_demo.sh                    # gaussian15 if installed, else the bundled IDF peer model
 #   CLIPDENOISE_WEIGHTS=/path/net_g_latest.pth bash scripts/run_demo.sh   # installs them first
 #   bash scripts/run_demo.sh --random-weights   # no weights: shows the pipeline with RANDOM weights (not denoising)
 #
-# Output goes to ${CLIPDENOISE_DEMO_DIR:-out/demo}/ (git-ignored): camera_noisy.tif, out/camera_noisy_denoised.tif,
+# Output goes to ${CLIPDENOISE_DEMO_DIR:-out/demo}/ (git-ignored): astronaut_noisy.tif, out/astronaut_noisy_denoised.tif,
 # out/report.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,7 @@ CLI=.venv/bin/clipdenoise
 DEMO=${CLIPDENOISE_DEMO_DIR:-out/demo}
 mkdir -p "$DEMO"
 
-# 1. A real noisy image: scikit-image's camera photograph plus Gaussian noise, sigma 15/255 (seeded).
+# 1. A real noisy image: scikit-image's astronaut photograph (RGB) plus Gaussian noise, sigma 15/255 (seeded).
 .venv/bin/python - "$DEMO" <<'PY'
 import sys
 from pathlib import Path
@@ -36,14 +36,15 @@ import tifffile
 from skimage import data
 
 folder = Path(sys.argv[1])
-clean = data.camera()
+clean = data.astronaut()
 noisy = np.clip(clean + np.random.default_rng(0).normal(0, 15, clean.shape), 0, 255).round().astype(np.uint8)
-tifffile.imwrite(folder / "camera_clean.tif", clean)
-tifffile.imwrite(folder / "camera_noisy.tif", noisy, resolution=(300.0, 300.0), resolutionunit="INCH")
-print(f"wrote {folder / 'camera_noisy.tif'}: {noisy.shape} {noisy.dtype}, Gaussian noise sigma 15/255")
+tifffile.imwrite(folder / "astronaut_clean.tif", clean)
+tifffile.imwrite(folder / "astronaut_noisy.tif", noisy, resolution=(300.0, 300.0), resolutionunit="INCH")
+print(f"wrote {folder / 'astronaut_noisy.tif'}: {noisy.shape} {noisy.dtype}, Gaussian noise sigma 15/255")
 PY
 
-# 2. The model: gaussian15 from the cache, or from $CLIPDENOISE_WEIGHTS, or (explicitly) random weights.
+# 2. The model: gaussian15 from the cache, or from $CLIPDENOISE_WEIGHTS, or (explicitly) random weights,
+#    else the bundled IDF peer model (a real denoiser that needs no download).
 MODEL=gaussian15
 if "$CLI" models path gaussian15 >/dev/null 2>&1; then
     echo "using the installed gaussian15 model: $("$CLI" models path gaussian15)"
@@ -63,21 +64,19 @@ write_project_checkpoint('$MODEL', 3, seed=0, noise='none: RANDOM weights, the o
 =====================================================================================
 MSG
 else
-    cat >&2 <<MSG
-The gaussian15 weights are not installed (they cannot be downloaded automatically).
-Get the synthetic-noise model net_g_latest.pth from the authors' release folder
-(https://github.com/alwaysuu/CLIPDenoising links it), then either install it once:
-
+    MODEL=idf
+    cat <<MSG
+The paper's weights are not installed; this run used the bundled IDF peer model
+(Kim et al., ICCV 2025, Apache-2.0 weights shipped with the package).
+To run the paper's gaussian15 model instead, get net_g_latest.pth from the authors'
+release folder (https://github.com/alwaysuu/CLIPDenoising links it) and install it once:
     $CLI models import PATH/TO/net_g_latest.pth --name gaussian15
-
 or run this script as:  CLIPDENOISE_WEIGHTS=PATH/TO/net_g_latest.pth bash scripts/run_demo.sh
-To see the pipeline without weights (random weights, NOT denoising):  bash scripts/run_demo.sh --random-weights
 MSG
-    exit 3
 fi
 
 # 3. The main job: the CLI on the real file (rerunning skips a finished output; --overwrite redoes it).
-"$CLI" denoise "$DEMO/camera_noisy.tif" --model "$MODEL" -o "$DEMO/out" --report "$DEMO/out/report.json" --overwrite
+"$CLI" denoise "$DEMO/astronaut_noisy.tif" --model "$MODEL" -o "$DEMO/out" --report "$DEMO/out/report.json" --overwrite
 
 # 4. What came out, measured against the clean image.
 .venv/bin/python - "$DEMO" "$MODEL" <<'PY'
@@ -90,9 +89,9 @@ from skimage.metrics import peak_signal_noise_ratio as psnr
 from napari_clipdenoise.formats import read_provenance
 
 folder, model = Path(sys.argv[1]), sys.argv[2]
-clean = tifffile.imread(folder / "camera_clean.tif")
-noisy = tifffile.imread(folder / "camera_noisy.tif")
-output = folder / "out" / "camera_noisy_denoised.tif"
+clean = tifffile.imread(folder / "astronaut_clean.tif")
+noisy = tifffile.imread(folder / "astronaut_noisy.tif")
+output = folder / "out" / "astronaut_noisy_denoised.tif"
 result = tifffile.imread(output)
 provenance = read_provenance(output)
 print(f"output {output}: {result.shape} {result.dtype}; model {provenance['model']['name']}"
@@ -100,4 +99,6 @@ print(f"output {output}: {result.shape} {result.dtype}; model {provenance['model
 print(f"PSNR vs clean: noisy {psnr(clean, noisy):.2f} dB, output {psnr(clean, result):.2f} dB")
 if provenance["model"].get("random_weights"):
     print("(random weights: the output PSNR says nothing about the method)")
+elif provenance["model"].get("family") == "idf":
+    print("(denoised by the bundled IDF peer model, not by the paper's CLIP method)")
 PY

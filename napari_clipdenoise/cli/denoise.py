@@ -245,7 +245,7 @@ def _load_model(args, settings, *, resolve: bool):
     resolved = None
     if resolve:
         try:
-            resolved = resolve_options(settings.options)
+            resolved = resolve_options(settings.options, family=model.family)
         except OptionError as exc:
             raise option_error(exc) from None
     model_path = Path(args.model).expanduser()

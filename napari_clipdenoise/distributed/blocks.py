@@ -138,6 +138,7 @@ def plan_blocks(
     options: InferenceOptions | None = None,
     halo: int | None = None,
     block_size: int | None = None,
+    whole_planes: bool = False,
     **option_overrides,
 ) -> BlockPlan:
     """Cut an array into blocks of whole write units.
@@ -160,8 +161,13 @@ def plan_blocks(
         least one unit). Default :data:`DEFAULT_BLOCK_SIZE`. Along other axes a
         block is one unit deep, except the channel axis, which a block always
         covers whole (RGB channels are denoised together).
+    whole_planes : bool
+        Blocks span whole planes in Y and X (models whose every pixel depends on the
+        whole plane, such as IDF); only exact mode then.
     """
     options = InferenceOptions.build(options, **option_overrides)
+    if whole_planes and halo is not None:
+        raise ValueError("halo=N needs a model that can run on part of a plane; this one needs whole planes")
     shape, unit = tuple(int(s) for s in shape), tuple(int(u) for u in unit)
     if len(unit) != len(shape) or any(u < 1 for u in unit):
         raise ValueError(f"chunk/shard shape {unit} does not fit an array of shape {shape}")
@@ -179,7 +185,7 @@ def plan_blocks(
         options.pad_multiple,
         options.balance_tiles,
     )
-    one_pass = options.tile_size is None
+    one_pass = options.tile_size is None or whole_planes
     block_shape = []
     for axis, (length, u) in enumerate(zip(shape, unit, strict=True)):
         if axis == layout.channel:

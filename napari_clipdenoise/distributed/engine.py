@@ -329,7 +329,16 @@ def denoise_zarr(
         axes = source.ome.axes if source.ome is not None and source.ome.axes else guess_axes(shape)
     layout = parse_axes(axes, shape)
     loaded, model_path, model_sha = _resolve_model(model)
-    plan = plan_blocks(shape, source.write_unit(), layout, options=options, halo=halo, block_size=block_size)
+    # a model that needs whole-plane statistics (IDF) gets one block per plane: still exact, distributed over planes
+    plan = plan_blocks(
+        shape,
+        source.write_unit(),
+        layout,
+        options=options,
+        halo=halo,
+        block_size=block_size,
+        whole_planes=loaded.family != "clip",
+    )
 
     identity = {
         "version": JOB_VERSION,

@@ -77,16 +77,26 @@ def default_batch_size(device: torch.device, tile_size) -> int:
     return max(1, (4096 * 4096) // (height * width))
 
 
-def resolve_options(options: InferenceOptions) -> ResolvedOptions:
+def resolve_options(options: InferenceOptions, *, family: str = "clip") -> ResolvedOptions:
     """Decide device, precision, batch size and memory format of ``options`` for this machine.
+
+    ``family`` is the model's (``"clip"`` or ``"idf"``). IDF runs in fp32 unless bf16
+    is asked for: its bf16 output agrees with fp32 only to ~70 dB (max 6 grey levels,
+    benchmarks/idf_tiling.py), so "auto" does not pick it; it has no fp16 path.
 
     Raises
     ------
     OptionError
-        The device asked for is not present here (the message says what to use).
+        The device asked for is not present here, or the model family cannot run at
+        the precision asked for (the message says what to use).
     """
     device = resolve_device(options.device)
-    precision = resolve_precision(options.precision, device)
+    if family == "idf":
+        if options.precision == "fp16":
+            raise OptionError("precision", "fp16 is not available for the IDF model; use 'fp32' (default) or 'bf16'")
+        precision = "bf16" if options.precision == "bf16" else "fp32"
+    else:
+        precision = resolve_precision(options.precision, device)
     batch_size = options.batch_size or default_batch_size(device, options.tile_size)
     channels_last = options.channels_last if options.channels_last is not None else device.type in ("cpu", "cuda")
     return ResolvedOptions(options, device, precision, batch_size, channels_last)

@@ -21,6 +21,7 @@ from ..errors import DenoiseCancelled
 from .axes import AxesLayout, guess_axes, parse_axes
 from .normalize import IntensityRange, estimate_range, sample_planes, to_dtype
 from .options import InferenceOptions, OptionError
+from .runners import check_window, family_notes, family_of, plane_runner, steps_per_plane
 from .tile_grid import TilePlan, plan_tiles
 from .tiling import as_cancel_check
 
@@ -70,10 +71,12 @@ class DenoisePlan:
     options: InferenceOptions
     shape: tuple[int, ...] = ()
     notes: list[str] = field(default_factory=list)
+    family: str = "clip"
+    steps_per_plane: int = 0  # progress units per channel group and plane (runners.steps_per_plane)
 
     @property
     def tiles_per_plane(self) -> int:
-        return len(self.tiles)
+        return self.steps_per_plane or len(self.tiles)
 
     @property
     def total_tiles(self) -> int:
@@ -181,7 +184,7 @@ def plan_denoise(
         As for :func:`denoise`. Sampled (a bounded number of pixels) only when an
         intensity range has to be estimated.
     model : DenoisingModel or int
-        The model (or just its number of input channels, 1 or 3).
+        The model (or just the number of input channels, 1 or 3, of a CLIP-family model).
     axes, rgb
         As for :func:`denoise`.
     options : InferenceOptions, dict or None
@@ -196,6 +199,7 @@ def plan_denoise(
     options = InferenceOptions.build(options, **option_overrides)
     validate_image(image)
     in_channels = _in_channels(model)
+    family = family_of(model)
     shape = tuple(int(s) for s in image.shape)
     guessed = axes is None
     layout = parse_axes(axes if axes is not None else guess_axes(shape, rgb=rgb), shape)
@@ -222,13 +226,18 @@ def plan_denoise(
     plane_indices = list(itertools.product(*(range(shape[a]) for a in layout.planes)))
     _assign_ranges(groups, options.intensity_range, image, layout, plane_indices)
     out_dtype = np.dtype(options.output_dtype) if options.output_dtype is not None else np.dtype(image.dtype)
+    notes += family_notes(family, groups)
+    check_window(family, window, shape[layout.y], shape[layout.x])
     tiles = _tile_plan(shape[layout.y], shape[layout.x], options, window)
-    if tiles.pixel_factor > 4:
+    steps = steps_per_plane(family, shape[layout.y], shape[layout.x], options, tiles)
+    if family == "clip" and tiles.pixel_factor > 4:
         notes.append(
             f"tiles of {tiles.tile_height} x {tiles.tile_width} px with a {options.effective_overlap} px overlap compute"
             f" each pixel {tiles.pixel_factor:.1f} times; larger tiles are faster"
         )
-    return DenoisePlan(layout, guessed, groups, passthrough, plane_indices, tiles, out_dtype, options, shape, notes)
+    return DenoisePlan(
+        layout, guessed, groups, passthrough, plane_indices, tiles, out_dtype, options, shape, notes, family, steps
+    )
 
 
 def _assign_ranges(groups: list[ChannelGroup], rule, image, layout: AxesLayout, plane_indices) -> None:
@@ -334,9 +343,11 @@ def denoise(
         raise ValueError(f"the plan was made for shape {plan.shape}, the image has shape {shape}")
     for note in plan.notes:
         logger.info(note)
-    resolved = resolve_options(plan.options)
+    if plan.family != model.family:
+        raise ValueError(f"the plan was made for a {plan.family} model, not this {model.family} model")
+    resolved = resolve_options(plan.options, family=model.family)
     should_stop = as_cancel_check(cancel)
-    runner = _plane_runner(model, resolved)
+    runner = plane_runner(model, resolved)
     result = out if out is not None else np.empty(shape, plan.output_dtype)
     if out is not None and tuple(out.shape) != shape:
         raise ValueError(f"out has shape {tuple(out.shape)}, expected the image's shape {shape}")
@@ -382,32 +393,6 @@ def denoise(
         if not direct:
             result[reader.index(plane_index)] = reader.to_original(target)
     return result
-
-
-def _plane_runner(model, resolved):
-    """``run(values, tile_plan, *, transform, sink, on_tiles, cancel)`` for one channel group of one plane."""
-    from .prepare import prepared_network
-    from .tiling import tiled_inference
-
-    # a BN-folded copy in the compute dtype (the model itself is not modified); see prepare.prepare_network
-    network = prepared_network(model.network, resolved.device, resolved.precision, resolved.channels_last)
-
-    def run(values, tiles, *, transform, sink, on_tiles, cancel):
-        tiled_inference(
-            network,
-            values,
-            plan=tiles,
-            batch_size=resolved.batch_size,
-            device=resolved.device,
-            precision=resolved.precision,
-            channels_last=resolved.channels_last,
-            on_tiles=on_tiles,
-            cancel=cancel,
-            transform=transform,
-            sink=sink,
-        )
-
-    return run
 
 
 def _network_input(group: ChannelGroup) -> Callable[[np.ndarray], np.ndarray]:

@@ -42,8 +42,8 @@ _IGNORED_REFERENCE_PREFIXES = ("encoder.layer4.",)
 class LoadedCheckpoint:
     """A network built from a file, with what the file says about itself."""
 
-    network: CLIPDenoiser
-    format: str  # "reference" or "project"
+    network: torch.nn.Module  # a CLIPDenoiser, or an IDFDenoiser for the IDF family
+    format: str  # "reference", "project", "idf-weights" or "idf-lightning"
     metadata: dict = field(default_factory=dict)
     ignored_keys: list[str] = field(default_factory=list)
 
@@ -211,7 +211,8 @@ def save_checkpoint(network: CLIPDenoiser, path: str | os.PathLike, metadata: di
         {
             "format": PROJECT_FORMAT,
             "format_version": PROJECT_FORMAT_VERSION,
-            "config": network.config.to_dict(),
+            "family": getattr(network, "family", "clip"),
+            "config": _network_config(network),
             "in_channels": network.in_channels,
             "out_channels": network.out_channels,
             "project_version": __version__,
@@ -229,6 +230,12 @@ def save_checkpoint(network: CLIPDenoiser, path: str | os.PathLike, metadata: di
         Path(tmp).unlink(missing_ok=True)
         raise
     return meta
+
+
+def _network_config(network) -> dict:
+    if getattr(network, "family", "clip") == "idf":
+        return {"family": "idf", "iterations": int(network.iterations)}
+    return network.config.to_dict()
 
 
 def read_project_metadata(path: str | os.PathLike) -> dict:
@@ -257,16 +264,79 @@ def load_project_checkpoint(path: str | os.PathLike, *, verify: bool = True) -> 
     state, _ = _read_safetensors(path)
     if verify and metadata.get("weights_sha256") and state_dict_sha256(state) != metadata["weights_sha256"]:
         raise CheckpointError(f"{path}: the weights do not match the sha256 recorded in the file; it is corrupt")
+    if metadata.get("family", "clip") == "idf":
+        from .idf import network_from_state
+
+        return LoadedCheckpoint(network_from_state(state, str(path)), "project", metadata)
     network = CLIPDenoiser(NetworkConfig.from_dict({**metadata.get("config", {}), "feature_aug_level": 0.0}))
     load_state_dict_strict(network, state, str(path))
     return LoadedCheckpoint(network.eval(), "project", metadata)
 
 
+def _idf_weights_file(path: Path) -> LoadedCheckpoint | None:
+    """A plain safetensors file of exactly IDF's six block tensors (as the bundled one), else None."""
+    from safetensors import safe_open
+
+    from .idf import STATE_SHAPES, load_idf_weights
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            keys, header = set(handle.keys()), handle.metadata() or {}
+    except Exception:  # noqa: BLE001 - not readable as safetensors: the caller reports it
+        return None
+    if keys != set(STATE_SHAPES) or header.get("format") == PROJECT_FORMAT:
+        return None
+    metadata = {
+        "format": "idf-weights",
+        "family": "idf",
+        "source_file": header.get("source_file", path.name),
+        "source_sha256": header.get("source_sha256") or file_sha256(path),
+        "in_channels": 3,
+        "out_channels": 3,
+    }
+    return LoadedCheckpoint(load_idf_weights(path), "idf-weights", metadata)
+
+
+def _idf_lightning_file(path: Path) -> LoadedCheckpoint | None:
+    """The authors' IDF Lightning ``.ckpt`` (recognised by its pickle naming IDF's block tensors), else None.
+
+    It is read by a restricted unpickler that runs no code from the file
+    (:func:`~napari_clipdenoise.model.idf.read_idf_lightning_checkpoint`).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            if not pickles or archive.getinfo(pickles[0]).file_size > 64 << 20:
+                return None
+            text = archive.read(pickles[0])
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return None
+    if b"model.block.feature_extractor" not in text:
+        return None
+    from .idf import network_from_state, read_idf_lightning_checkpoint
+
+    state = read_idf_lightning_checkpoint(path)
+    metadata = {
+        "format": "idf-lightning",
+        "family": "idf",
+        "source_file": path.name,
+        "source_sha256": file_sha256(path),
+        "in_channels": 3,
+        "out_channels": 3,
+    }
+    return LoadedCheckpoint(network_from_state(state, str(path)), "idf-lightning", metadata)
+
+
 def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
-    """Load a project-format ``.safetensors`` or a reference ``.pth`` file."""
+    """Load a project-format ``.safetensors``, a reference ``.pth``, or IDF weights (bundled or the authors' ``.ckpt``)."""
+    path = Path(path)
     kind = sniff_format(path)
     if kind == "safetensors":
-        return load_project_checkpoint(path)
+        return _idf_weights_file(path) or load_project_checkpoint(path)
+    if kind == "torch-zip":
+        found = _idf_lightning_file(path)
+        if found is not None:
+            return found
     if kind == "torchscript":
         raise CheckpointError(
             f"{path} is a TorchScript archive (like OpenAI's RN50.pt): that holds CLIP encoder weights for"

@@ -23,6 +23,13 @@ from .sources import NAME_RULE, parse_model_source, validate_model_name
 CACHE_ENV_VAR = "CLIPDENOISE_CACHE_DIR"
 AUTHORS_RELEASE = "https://drive.google.com/drive/folders/1F8md2zen0iPlhGnI5-VdjdBOLY8DBIiF"
 REFERENCE_REPOSITORY = "https://github.com/alwaysuu/CLIPDenoising"
+#: The IDF peer model's authors' repository (Apache License 2.0); its weights are Lightning ``.ckpt`` files.
+IDF_REPOSITORY = "https://github.com/dongjinkim9/IDF"
+IDF_CITATION = (
+    "Kim, Ko, Ali, Kim: Iterative Dynamic Filtering Networks for Generalizable Image Denoising, ICCV 2025,"
+    " arXiv 2508.19649"
+)
+_IDF_WEIGHTS = f"{IDF_REPOSITORY}/raw/main/pretrained_models"
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,40 @@ REGISTRY: dict[str, RegistryEntry] = {
             release_file="the CT model (net_g_*.pth) in the authors' release folder",
             input_scale=CT_SCALE,
         ),
+        RegistryEntry(
+            "idf",
+            "The IDF peer model (ICCV 2025), bundled with this package: RGB/grayscale photographs and"
+            " micrographs. Trained on Gaussian noise sigma 15/255 only, like gaussian15; works offline.",
+            noise="gaussian sigma 15/255 (the authors' idf_g_15)",
+            in_channels=3,
+            source=IDF_REPOSITORY,
+            release_file="pretrained_models/idf_g_15.ckpt (bundled: nothing to download)",
+            url=f"{_IDF_WEIGHTS}/idf_g_15.ckpt",
+            sha256="a40ac99b1410dd99facbed0720de5cdbb2f2edbbf8a960bee05d4536e0f89408",
+            family="idf",
+        ),
+        RegistryEntry(
+            "idf_g_15_50",
+            "The IDF peer model trained on Gaussian noise of sigma 15-50/255 (RGB).",
+            noise="gaussian sigma 15-50/255 (the authors' idf_g_15_50)",
+            in_channels=3,
+            source=IDF_REPOSITORY,
+            release_file="pretrained_models/idf_g_15_50.ckpt in the authors' repository",
+            url=f"{_IDF_WEIGHTS}/idf_g_15_50.ckpt",
+            sha256="f5953d2fdd0ddd94d9ba421ccc3ec28500f7c592b4a67722e2416209f50a8387",
+            family="idf",
+        ),
+        RegistryEntry(
+            "idf_gp",
+            "The IDF peer model trained on Gaussian (sigma 15-50/255) plus Poisson noise (RGB).",
+            noise="gaussian sigma 15-50/255 and Poisson (the authors' idf_gp)",
+            in_channels=3,
+            source=IDF_REPOSITORY,
+            release_file="pretrained_models/idf_gp.ckpt in the authors' repository",
+            url=f"{_IDF_WEIGHTS}/idf_gp.ckpt",
+            sha256="136d8eae84c51563e42ff40c3ff2b986bc037416f388c90b8ca34b85b084c968",
+            family="idf",
+        ),
     )
 }
 
@@ -125,6 +166,13 @@ def install_hint(name: str) -> str:
             f"no model named {name!r} is installed in {where} and it is not a file path. "
             f"Known names: {known}. Install a checkpoint with: clipdenoise models import FILE --name {name}"
         )
+    if entry.family == "idf":
+        return (
+            f"model {name!r} is not installed (looked for {installed_path(name)}). Get {entry.release_file}"
+            f" ({entry.source}), then run:\n"
+            f"    clipdenoise models import PATH/TO/{Path(entry.url).name} --name {name} --sha256 {entry.sha256}\n"
+            f"(the bundled IDF model 'idf' needs no download)."
+        )
     return (
         f"model {name!r} is not installed (looked for {installed_path(name)}). Get {entry.release_file}"
         f" from {entry.source} (linked from {REFERENCE_REPOSITORY}), then run:\n"
@@ -150,8 +198,14 @@ class BundledModel:
     description: str
 
 
-#: Models shipped inside the package, by name.
-BUNDLED: dict[str, BundledModel] = {}
+#: Models shipped inside the package, by name (see model/bundled/README.md for origin, licence, citation).
+BUNDLED: dict[str, BundledModel] = {
+    "idf": BundledModel(
+        "idf",
+        Path(__file__).with_name("bundled") / "idf_g_15.safetensors",
+        f"the authors' idf_g_15 weights, Apache License 2.0; cite {IDF_CITATION}",
+    ),
+}
 
 
 @dataclass
@@ -166,6 +220,11 @@ class DenoisingModel:
     @property
     def in_channels(self) -> int:
         return self.network.in_channels
+
+    @property
+    def family(self) -> str:
+        """The network family: ``"clip"`` (CLIPDenoiser) or ``"idf"``."""
+        return getattr(self.network, "family", "clip")
 
     @property
     def out_channels(self) -> int:
@@ -184,9 +243,13 @@ class DenoisingModel:
         return self
 
     def provenance(self) -> dict:
-        keys = ("name", "noise", "recipe", "project_version", "weights_sha256", "source_sha256", "source_file")
+        keys = (
+            "name", "noise", "recipe", "project_version", "weights_sha256", "source_sha256", "source_file",
+            "license", "citation",
+        )  # fmt: skip
         info = {k: self.metadata[k] for k in keys if k in self.metadata}
         info["name"] = self.name
+        info["family"] = self.family
         info["in_channels"] = self.in_channels
         return info
 
@@ -229,6 +292,12 @@ def load_model(source: str | os.PathLike | DenoisingModel, *, device=None) -> De
 
     loaded = load_checkpoint(path)
     metadata = dict(loaded.metadata)
+    if parsed.kind == "bundled":
+        entry = REGISTRY[name]
+        metadata.update(
+            {"name": name, "noise": entry.noise, "description": entry.description, "bundled": True}
+            | ({"license": "Apache-2.0", "citation": IDF_CITATION} if entry.family == "idf" else {})
+        )
     model = DenoisingModel(loaded.network, metadata.get("name", name), metadata, path)
     if device is not None:
         model.to(device)
@@ -295,6 +364,11 @@ def install_model(
             raise CheckpointError(f"{text}: sha256 is {digest}, expected {sha256}; the file is not the one expected")
         loaded = load_checkpoint(local)
         entry = REGISTRY.get(name)
+        family = getattr(loaded.network, "family", "clip")
+        if entry and family != entry.family:
+            raise CheckpointError(
+                f"{text} holds a {family} model but {name!r} is a {entry.family} model; install it under another name"
+            )
         if entry and loaded.network.in_channels != entry.in_channels:
             raise CheckpointError(
                 f"{text} is a {loaded.network.in_channels}-channel model but {name!r} is a"

@@ -258,7 +258,7 @@ class InferenceSettings:
 
 
 def reference_forward(network, noisy: np.ndarray, device=None) -> np.ndarray:
-    """The reference's inference: whole image, reflect pad bottom/right to a multiple of 32, crop.
+    """The reference's inference: whole image, reflect pad bottom/right to a multiple of 32, crop (IDF: no pad).
 
     ``noisy`` is ``H x W x C`` (C = the network's channels) or ``H x W``; returns float32
     of the same shape, not clamped. The network runs as it is (fp32, contiguous NCHW,
@@ -278,7 +278,10 @@ def reference_forward(network, noisy: np.ndarray, device=None) -> np.ndarray:
         planar = np.repeat(planar, 3, axis=0)
     elif channels != network.in_channels:
         raise EvaluationError(f"a {channels}-channel image cannot go through a {network.in_channels}-channel model")
-    pad_h, pad_w = (-height) % 32, (-width) % 32
+    # the CLIP reference pads to a multiple of 32; IDF's authors run the whole image as it is (its
+    # normalisation uses whole-image statistics, which padding would change)
+    multiple = 32 if getattr(network, "family", "clip") == "clip" else 1
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
     padded = np.pad(planar, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")  # = torch F.pad 'reflect'
     network = network.eval().to(device)
     with torch.no_grad():
