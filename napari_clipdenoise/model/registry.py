@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CheckpointError, ModelNotInstalledError
-from .sources import NAME_RULE, parse_model_source, validate_model_name
+from .sources import NAME_RULE, is_valid_name, parse_model_source, validate_model_name
 
 CACHE_ENV_VAR = "CLIPDENOISE_CACHE_DIR"
 AUTHORS_RELEASE = "https://drive.google.com/drive/folders/1F8md2zen0iPlhGnI5-VdjdBOLY8DBIiF"
@@ -158,7 +158,7 @@ def install_hint(name: str) -> str:
     """What to do when ``name`` cannot be loaded: the install command, the known names, the name rule."""
     entry = REGISTRY.get(name)
     where = cache_dir()
-    if entry is None and not _valid(name):
+    if entry is None and not is_valid_name(name):
         return f"{name!r} is neither an existing checkpoint file nor a valid model name ({NAME_RULE})"
     if entry is None:
         known = ", ".join(sorted(set(REGISTRY) | set(installed_models())))
@@ -179,14 +179,6 @@ def install_hint(name: str) -> str:
         f"    clipdenoise models import PATH/TO/net_g_latest.pth --name {name}\n"
         f"or set {CACHE_ENV_VAR} to a folder that already holds {name}.safetensors."
     )
-
-
-def _valid(name: str) -> bool:
-    try:
-        validate_model_name(name)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
