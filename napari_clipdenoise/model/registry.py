@@ -184,7 +184,8 @@ class DenoisingModel:
         return self
 
     def provenance(self) -> dict:
-        keys = ("name", "noise", "recipe", "project_version", "weights_sha256", "source_sha256", "source_file")
+        keys = ("name", "noise", "recipe", "project_version", "weights_sha256", "source_sha256", "source_file",
+                "adapted_from")  # fmt: skip
         info = {k: self.metadata[k] for k in keys if k in self.metadata}
         info["name"] = self.name
         info["in_channels"] = self.in_channels
