@@ -19,6 +19,7 @@ not help returns the base weights and says so in its provenance).
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import time
@@ -116,9 +117,9 @@ def base_model(model):
 
 def trainable_network(base: CLIPDenoiser, settings: AdaptSettings) -> CLIPDenoiser:
     """A copy of ``base`` ready to fine-tune: encoder frozen in eval mode, the last decoder blocks trainable."""
-    config = NetworkConfig.from_dict({**base.config.to_dict(), "feature_aug_level": settings.feature_aug_level})
-    network = CLIPDenoiser(config)
-    network.load_state_dict(base.state_dict())
+    network = copy.deepcopy(base)  # the caller's model stays as it is
+    network.config = NetworkConfig.from_dict({**base.config.to_dict(), "feature_aug_level": settings.feature_aug_level})
+    network.feature_aug_level = settings.feature_aug_level
     network.encoder_bn_mode = "frozen"  # train() keeps the encoder (and its BN statistics) in eval mode
     network.requires_grad_(False)
     for block in network.up_path[len(network.up_path) - settings.decoder_stages :]:
