@@ -235,3 +235,10 @@ def test_mixed_rgb_and_grayscale_inputs_are_refused(rgb_checkpoint):
     colour = np.stack([gray] * 3, axis=-1)
     with pytest.raises(ValueError, match="mix RGB colour with single-channel"):
         nc.adapt([gray, colour], rgb_checkpoint, steps=1, **FAST)
+
+
+def test_large_inputs_are_read_as_evenly_spaced_planes(gray_checkpoint, one_torch_thread):
+    stack = fluorescence_stack(6)
+    model = nc.adapt(stack, gray_checkpoint, steps=1, max_pixels=2 * 64 * 64, validation_fraction=0, **FAST)
+    image = model.metadata["adaptation"]["data"]["images"][0]
+    assert (image["planes_used"], image["planes_total"]) == (2, 6)

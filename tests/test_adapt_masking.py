@@ -187,6 +187,7 @@ def test_bad_settings_name_the_field(field, value):
     assert info.value.option == field
 
 
-def test_a_budget_is_required():
-    with pytest.raises(OptionError, match="budget"):
-        AdaptSettings(steps=None, max_minutes=None)
+def test_the_budget_is_five_minutes_unless_steps_are_given():
+    assert AdaptSettings().max_minutes == 5.0
+    assert AdaptSettings(steps=100).max_minutes is None  # a step budget alone is reproducible
+    assert AdaptSettings(steps=100, max_minutes=2).max_minutes == 2.0

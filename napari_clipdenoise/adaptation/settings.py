@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from ..inference.options import ALIGN, OptionError
 
+#: The time budget when neither ``steps`` nor ``max_minutes`` is given.
+DEFAULT_MINUTES = 5.0
 #: Smallest crop edge: four 2x downsamplings leave 2 x 2 px at the deepest feature.
 MIN_CROP = 32
 #: Decoder blocks (``up_path.0`` .. ``up_path.4``); the output conv ``last`` is always trained.
@@ -41,8 +43,9 @@ class AdaptSettings:
     steps : int or None
         Optimiser steps to run; None: as many as ``max_minutes`` allows.
     max_minutes : float or None
-        Wall-clock budget of the training loop (data preparation not counted);
-        None: only ``steps`` limits the run. With both, the first reached ends it.
+        Wall-clock budget of the training loop (data preparation not counted).
+        None: only ``steps`` limits the run, or :data:`DEFAULT_MINUTES` when no
+        ``steps`` are given either. With both, the first reached ends it.
     crop_size : int
         Edge of the square training crops in pixels (a multiple of 16, >= 32).
     batch_size : int
@@ -97,7 +100,7 @@ class AdaptSettings:
     """
 
     steps: int | None = None
-    max_minutes: float | None = 5.0
+    max_minutes: float | None = None
     crop_size: int = 64
     batch_size: int = 8
     mask_fraction: float = 0.02
@@ -127,7 +130,7 @@ class AdaptSettings:
                 raise OptionError("max_minutes", f"must be a number of minutes > 0 or None, got {self.max_minutes!r}")
             object.__setattr__(self, "max_minutes", float(self.max_minutes))
         if self.steps is None and self.max_minutes is None:
-            raise OptionError("steps", "or {max_minutes} must be given: the run needs a budget")
+            object.__setattr__(self, "max_minutes", DEFAULT_MINUTES)
         if not _whole(self.crop_size, MIN_CROP) or self.crop_size % ALIGN:
             raise OptionError(
                 "crop_size", f"must be a multiple of {ALIGN} of at least {MIN_CROP} pixels, got {self.crop_size!r}"
