@@ -541,11 +541,11 @@ def _run(images, base, base_sha, *, axes, rgb, options, settings, name, installe
         raise
     if len(validation) and (not run.val_step or run.val_step[-1] != run.step):
         evaluate()
+    save_state("finished")  # with the last step's weights, so that a larger budget continues from them
     if run.best_weights is not None:  # the best evaluation's weights are the result
         with torch.no_grad():
             for key, value in run.best_weights.items():
                 parameters[key].copy_(value.to(device))
-    save_state("finished")
     network.eval()
     metadata = _metadata(base, base_sha, data, sampler, settings, options, run, device, name, parameters, prepare_s)
     path = None

@@ -51,8 +51,8 @@ logger = logging.getLogger(__name__)
 WHOLE_LAYERS = "Whole layers"
 #: Output layers of the other widgets are listed last and not ticked by default.
 OUTPUT_SUFFIXES = ("_denoised", "_denoised_preview", "_residual", "_residual_preview")
-#: Redraw the loss plot at most this often (seconds) during training.
-PLOT_INTERVAL = 0.5
+#: Redraw the loss plot at most this often (seconds) between evaluations: drawing holds the GIL the training needs.
+PLOT_INTERVAL = 2.0
 POLL_INTERVAL = 0.05
 
 
