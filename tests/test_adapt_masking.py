@@ -133,6 +133,7 @@ def _fresh_noise_scores(network):
     return masked_error, seen_error, correlation
 
 
+@pytest.mark.slow
 def test_an_unmasked_loss_learns_the_identity_and_the_masked_one_cannot(gray_model, one_torch_thread):
     base = gray_model.network
     _, identity_error, _ = _fresh_noise_scores(_train_on_pure_noise(base, masked=False))

@@ -23,6 +23,7 @@ def stack_file(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_adapt_installs_a_model_that_denoise_uses_with_its_provenance(
     stack_file, gray_checkpoint, tmp_path, capsys, one_torch_thread
 ):
