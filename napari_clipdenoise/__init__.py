@@ -25,6 +25,8 @@ _LAZY = {
     "DenoisingModel": "napari_clipdenoise.model.registry",
     "denoise": "napari_clipdenoise.inference.pipeline",
     "plan_denoise": "napari_clipdenoise.inference.pipeline",
+    "adapt": "napari_clipdenoise.adaptation.loop",
+    "AdaptSettings": "napari_clipdenoise.adaptation.settings",
     "guess_axes": "napari_clipdenoise.inference.axes",
     "CLIPDenoiser": "napari_clipdenoise.model.network",
     "save_checkpoint": "napari_clipdenoise.model.checkpoints",
@@ -32,6 +34,7 @@ _LAZY = {
     "CheckpointError": "napari_clipdenoise.errors",
     "ModelNotInstalledError": "napari_clipdenoise.errors",
     "DenoiseCancelled": "napari_clipdenoise.errors",
+    "AdaptCancelled": "napari_clipdenoise.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -13,3 +13,11 @@ class ModelNotInstalledError(FileNotFoundError):
 
 class DenoiseCancelled(RuntimeError):
     """A run was cancelled through its ``cancel`` callback or event; nothing was returned."""
+
+
+class AdaptCancelled(DenoiseCancelled):
+    """An adaptation run was cancelled; nothing was installed. ``state_path`` resumes it (None: not saved)."""
+
+    def __init__(self, message: str, state_path=None):
+        super().__init__(message)
+        self.state_path = state_path

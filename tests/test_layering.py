@@ -34,16 +34,17 @@ ALLOWED = {
     "formats": BASE | {"inference"},
     "comparison": NUMERICS | {"model", "inference"},
     "training": NUMERICS | {"model", "inference", "formats"},
+    "adaptation": NUMERICS | {"model", "inference", "training"},
     "sample_data": NUMERICS,
     "batch": NUMERICS | {"model", "inference", "formats", "distributed"},
     "distributed": NUMERICS | {"model", "inference", "formats"},
-    "cli": NUMERICS | {"model", "inference", "formats", "batch", "distributed", "training"},
+    "cli": NUMERICS | {"model", "inference", "formats", "batch", "distributed", "training", "adaptation"},
     "napari_functions": NUMERICS | {"model", "inference"},
-    "widgets": NUMERICS | {"model", "inference", "formats", "comparison", "distributed", "sample_data"},
+    "widgets": NUMERICS | {"model", "inference", "formats", "comparison", "distributed", "sample_data", "adaptation"},
 }
 #: Parts that make up the library core: none of them may import Qt, napari or magicgui.
 CORE = ("errors", "jobs", "unit_scale", "noise", "metrics", "baselines", "model", "inference", "formats",
-        "comparison", "training", "batch", "distributed", "cli")  # fmt: skip
+        "comparison", "training", "adaptation", "batch", "distributed", "cli")  # fmt: skip
 GUI_MODULES = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt", "vispy")
 
 

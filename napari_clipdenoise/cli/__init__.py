@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from .. import __version__
-from . import denoise, info, models
+from . import adapt, denoise, info, models
 from .common import EXIT_INTERRUPTED, EXIT_USAGE, CommandError, interrupt_on_sigterm
 
 __all__ = ["build_parser", "main"]
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (denoise, models, info):
+    for command in (denoise, adapt, models, info):
         command.add_parser(commands)
     return parser
 

@@ -53,3 +53,18 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
+
+
+def intensity_range_argument(text: str):
+    """``--intensity-range``: ``auto``, ``percentile``, ``dtype`` or ``LOW,HIGH`` (argparse type)."""
+    import argparse
+
+    if text in ("auto", "percentile", "dtype"):
+        return text
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be auto, percentile, dtype or LOW,HIGH (e.g. -1024,3072), got {text}"
+        ) from None
+    return (low, high)

@@ -414,3 +414,32 @@ def _row_writer(group: ChannelGroup, target: np.ndarray, dtype: np.dtype) -> Cal
         target[:, start:stop] = to_dtype(group.scale.denormalize(rows), dtype)
 
     return sink
+
+
+def network_planes(image, plan: DenoisePlan, plane_indices=None):
+    """Yield ``(plane_index, group, values)``: each plane's channel groups on the network's [0, 1] scale.
+
+    The values ``denoise`` gives the network for ``plan`` (before tiling; a
+    grayscale group of an RGB model is not yet repeated, see
+    ``ChannelGroup.replicate``). Constant groups, which ``denoise`` copies, are
+    skipped. Used by self-supervised adaptation to train on exactly what
+    inference will see.
+
+    Parameters
+    ----------
+    image : array-like
+        The image ``plan`` was made for.
+    plan : DenoisePlan
+        From :func:`plan_denoise`.
+    plane_indices : list of tuple, optional
+        A subset of ``plan.plane_indices`` (default: all).
+    """
+    reader = _PlaneReader(image, plan.layout)
+    for plane_index in plan.plane_indices if plane_indices is None else plane_indices:
+        plane = reader(plane_index)
+        _check_finite(plane, f"at plane {plane_index}")
+        for group in plan.groups:
+            if group.scale.is_constant:
+                continue
+            channels = slice(group.channels[0], group.channels[-1] + 1)
+            yield plane_index, group, group.scale.normalize(plane[channels])

@@ -237,7 +237,7 @@ class DenoisingModel:
     def provenance(self) -> dict:
         keys = (
             "name", "noise", "recipe", "project_version", "weights_sha256", "source_sha256", "source_file",
-            "license", "citation",
+            "license", "citation", "adapted_from",
         )  # fmt: skip
         info = {k: self.metadata[k] for k in keys if k in self.metadata}
         info["name"] = self.name

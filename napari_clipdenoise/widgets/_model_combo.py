@@ -8,13 +8,33 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog
 
 from ..model.registry import REGISTRY, install_hint, installed_models, installed_path
 
 LOAD_CHECKPOINT = "Load checkpoint…"
 CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pth *.pt);;All files (*)"
+
+
+class _ModelCache(QObject):
+    changed = Signal()
+
+
+_CACHE_SIGNAL: _ModelCache | None = None
+
+
+def model_cache_signal() -> _ModelCache:
+    """The application-wide ``changed`` signal: a model was installed or removed (e.g. by the Adapt widget)."""
+    global _CACHE_SIGNAL
+    if _CACHE_SIGNAL is None:
+        _CACHE_SIGNAL = _ModelCache()
+    return _CACHE_SIGNAL
+
+
+def notify_models_changed() -> None:
+    """Tell every model list of the application to re-read the cache folder."""
+    model_cache_signal().changed.emit()
 
 
 class ModelCombo(QComboBox):
@@ -29,6 +49,13 @@ class ModelCombo(QComboBox):
         self.refresh()
         self.activated.connect(self._on_activated)
         self.currentIndexChanged.connect(self._on_index_changed)
+        model_cache_signal().changed.connect(self._on_cache_changed)
+
+    def _on_cache_changed(self) -> None:
+        try:
+            self.refresh()
+        except RuntimeError:  # the Qt object is gone
+            pass
 
     def refresh(self) -> None:
         """Re-read the cache folder (e.g. after ``clipdenoise models import``), keeping the selection."""
