@@ -39,6 +39,7 @@ ALLOWED = {
     "distributed": NUMERICS | {"model", "inference", "formats"},
     "cli": NUMERICS | {"model", "inference", "formats", "batch", "distributed", "training"},
     "napari_functions": NUMERICS | {"model", "inference"},
+    "readers": BASE | {"formats"},
     "widgets": NUMERICS | {"model", "inference", "formats", "comparison", "distributed", "sample_data"},
 }
 #: Parts that make up the library core: none of them may import Qt, napari or magicgui.
