@@ -215,6 +215,8 @@ def plan_denoise(
     DenoisePlan
     """
     options = InferenceOptions.build(options, **option_overrides)
+    if options.planes == "ortho" and window is not None:
+        raise OptionError("planes", "'ortho' needs whole volumes; image windows (dask blocks) are denoised in XY")
     validate_image(image)
     in_channels = _in_channels(model)
     shape = tuple(int(s) for s in image.shape)
@@ -273,8 +275,6 @@ def plan_denoise(
     if options.planes == "ortho":
         from .ortho import plan_ortho
 
-        if window is not None:
-            raise OptionError("planes", "'ortho' needs whole volumes; image windows (dask blocks) are denoised in XY")
         ortho = plan_ortho(layout, shape, options)
         notes.append(ortho.describe())
     return DenoisePlan(
