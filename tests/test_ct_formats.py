@@ -86,16 +86,20 @@ def test_a_series_folder_is_one_image_ordered_by_position_in_hu(tmp_path):
     assert geometry["orientation"] == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
 
 
-def test_lazy_series_reads_slice_by_slice(tmp_path, monkeypatch):
+def test_lazy_series_reads_slice_by_slice(tmp_path, monkeypatch, gray_model, one_torch_thread):
+    from napari_clipdenoise import denoise
     from napari_clipdenoise.formats import dicom
 
-    made = write_series(tmp_path / "series", 4, seed=1)
+    made = write_series(tmp_path / "series", 3, seed=1)
     monkeypatch.setattr(dicom, "IN_MEMORY_BYTES", 1000)
     source = open_source(tmp_path / "series")
     assert isinstance(source.data, dicom.DicomVolume)
     np.testing.assert_array_equal(source.data[2], made["hu"][2])
     np.testing.assert_array_equal(source.data[1:3, 5:9, ::7], made["hu"][1:3, 5:9, ::7])
     np.testing.assert_array_equal(np.asarray(source.data), made["hu"])
+    options = {"axes": "ZYX", "units": "HU", "tile_size": None, "precision": "fp32", "device": "cpu"}
+    lazy = denoise(source.data, gray_model, **options)  # sampled and read slice by slice
+    np.testing.assert_array_equal(lazy, denoise(made["hu"], gray_model, **options))
 
 
 def test_two_series_or_duplicate_positions_in_one_folder_are_refused(tmp_path):

@@ -43,6 +43,9 @@ def test_reader_opens_a_dicom_folder_and_a_nifti_file_on_their_geometry(make_nap
     from napari_clipdenoise.readers import get_reader
 
     assert get_reader(str(tmp_path / "notes.txt")) is None and get_reader(str(tmp_path)) is None
+    files = [str(tmp_path / "series" / name) for name in made["names"][:2]]
+    [(data, kwargs, kind)] = get_reader(files)(files)  # a list of files of one series
+    assert kind == "image" and data.shape == (2, 128, 128) and kwargs["scale"][0] == made["spacing"][0]
 
     viewer = make_napari_viewer()
     [layer] = viewer.open(str(tmp_path / "series"), plugin=plugin.name)  # what dropping the folder does
