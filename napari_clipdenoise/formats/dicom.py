@@ -438,6 +438,7 @@ class DicomVolume:
 
 def read_dicom(path) -> ImageSource:
     """Open a series folder, a DICOM file or a list of files as an :class:`~.base.ImageSource`."""
+    path = Path(path) if isinstance(path, str) else path
     series = read_series(path)
     volume = DicomVolume(series)
     volume.slice(0)  # decode one slice now: a missing decoder or corrupt pixels fail before any work

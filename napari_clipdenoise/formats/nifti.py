@@ -132,8 +132,7 @@ def read_nifti(path: Path) -> ImageSource:
 def _units(data, notes: list[str]) -> str | None:
     """Return "HU" when sampled values include air (below :data:`HU_EVIDENCE`), else None."""
     if isinstance(data, np.ndarray):
-        step = max(1, data.size // (1 << 22))
-        minimum = float(np.min(data.reshape(-1)[::step])) if data.size else 0.0
+        minimum = float(np.min(data)) if data.size else 0.0
     else:
         planes = data.shape[0] if data.ndim >= 3 else 1
         picks = sorted({int(round(v)) for v in np.linspace(0, planes - 1, min(planes, 8))})
