@@ -361,7 +361,9 @@ def denoise(
         ``"fp16"``), ``channels_last``, ``intensity_range`` (``"auto"``,
         ``"percentile"``, ``"dtype"``, ``(low, high)`` or one pair per channel
         group), ``output_dtype`` (default: the input's; integers are rounded and
-        clipped) and ``pad_multiple``.
+        clipped), ``pad_multiple``, ``units`` (None or ``"HU"``: with ``"auto"``, a
+        model trained in that unit gets its own scale) and ``planes`` (``"xy"``, or
+        ``"ortho"``: XY, XZ and YZ planes averaged, see ``inference/ortho.py``).
     plan : DenoisePlan, optional
         A plan made by :func:`plan_denoise` for this image (its options are used),
         so a lazy input is not sampled twice.
