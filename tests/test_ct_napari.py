@@ -132,3 +132,7 @@ def test_widget_warns_for_a_ct_model_on_a_photograph_and_runs_ortho(make_napari_
     qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
     result = viewer.layers["stack_denoised"]
     assert result.data.shape == (3, 16, 16) and result.metadata["clipdenoise"]["settings"]["planes"] == "ortho"
+    widget.preview_button.click()  # one plane: previewed in XY whatever Planes says
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
+    preview = viewer.layers["stack_denoised_preview"]
+    assert preview.data.shape == (1, 16, 16) and preview.metadata["clipdenoise"]["settings"]["planes"] == "xy"

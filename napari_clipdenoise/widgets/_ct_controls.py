@@ -105,6 +105,12 @@ class CTControls(QWidget):
         """The core options this section decides (``units``, ``planes``)."""
         return {"units": self.declared_units(), "planes": self.planes.currentText()}
 
+    def preview_settings(self, settings):
+        """The settings for Preview slice: one plane has no XZ or YZ planes, so ``planes`` is ``xy``."""
+        import dataclasses
+
+        return dataclasses.replace(settings, options=settings.options.replace(planes="xy"))
+
     # ----------------------------------------------------------------- what it shows
     def refresh(self) -> None:
         """Show the model's expected scale and the range a run would use on the current layer."""

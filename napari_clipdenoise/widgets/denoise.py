@@ -315,6 +315,7 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
                 if not offset:
                     raise ValueError("Preview slice is for stacks: this layer has only one plane; use Denoise")
                 image = image[region]
+                settings = self.ct_controls.preview_settings(settings)  # one plane: XY only
             elif _large.goes_to_zarr(image, self.large_layer_bytes):
                 store = _large.output_store(layer.name, self.large_output.text().strip() or None)
         except ValueError as exc:
