@@ -100,7 +100,7 @@ def test_dask_rgb_input_with_a_registry_name(tmp_path, installed_gaussian15, rgb
     output = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
     assert output.chunks == (32, 32, 3) and output.dtype == np.uint8
     np.testing.assert_array_equal(output[:], expected)
-    assert report["intensity_ranges"] == [{"channels": [0, 1, 2], "low": 0.0, "high": 255.0}]
+    assert report["intensity_ranges"] == [{"channels": [0, 1, 2], "low": 0.0, "high": 255.0, "rule": "uint8 range"}]
     assert report["blocks_total"] == 4 and report["scheduler"].startswith("synchronous")
 
 
@@ -235,7 +235,7 @@ def test_fixed_intensity_range_and_output_dtype(tmp_path, gray_checkpoint):
         intensity_range=(-1024, 3072),
         output_dtype="float32",
     )
-    assert report["intensity_ranges"] == [{"channels": [0], "low": -1024.0, "high": 3072.0}]
+    assert report["intensity_ranges"] == [{"channels": [0], "low": -1024.0, "high": 3072.0, "rule": "given"}]
     expected = denoise(
         image,
         gray_checkpoint,

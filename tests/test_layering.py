@@ -40,6 +40,7 @@ ALLOWED = {
     "distributed": NUMERICS | {"model", "inference", "formats"},
     "cli": NUMERICS | {"model", "inference", "formats", "batch", "distributed", "training", "adaptation"},
     "napari_functions": NUMERICS | {"model", "inference"},
+    "readers": BASE | {"formats"},
     "widgets": NUMERICS | {"model", "inference", "formats", "comparison", "distributed", "sample_data", "adaptation"},
 }
 #: Parts that make up the library core: none of them may import Qt, napari or magicgui.

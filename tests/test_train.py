@@ -92,6 +92,7 @@ def test_resume_continues_exactly(image_folder, tmp_path):
     assert meta["name"] == "gaussian15" and meta["random_encoder"] is True and meta["iterations"] == 20
     assert meta["recipe"]["train"]["iterations"] == 20 and meta["recipe"]["data"]["crop_size"] == 32
     assert meta["noise"].startswith("gaussian sigma 15.0/255")
+    assert meta["input_scale"]["unit"] == "8-bit" and model.input_scale.high == 255.0  # 8-bit PNGs on [0, 1]
     assert model.in_channels == 3 and not model.network.training
 
     # the state file holds every RNG stream and loads with weights_only=True

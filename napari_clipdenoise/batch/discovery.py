@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..formats import format_of, looks_like_output, output_name
-from ..formats.arrays import is_zarr_dir
 from ..formats.atomic import is_partial
 from ..formats.base import UnsupportedFormatError
+from ..formats.dispatch import is_image_folder
 
 _GLOB_CHARS = set("*?[")
 
@@ -43,7 +43,7 @@ def _walk(folder: Path, recursive: bool, base: Path, jobs: list[Job]) -> None:
         if _ignored(entry):
             continue
         if entry.is_dir():
-            if is_zarr_dir(entry):
+            if is_image_folder(entry):
                 jobs.append(Job(entry, base=base))
             elif recursive:
                 _walk(entry, recursive, base, jobs)
@@ -61,14 +61,14 @@ def expand_inputs(arguments: list[str], *, recursive: bool = False, exclude: lis
     jobs: list[Job] = []
     for argument in arguments:
         path = Path(argument).expanduser()
-        if path.is_dir() and not is_zarr_dir(path):
+        if path.is_dir() and not is_image_folder(path):
             _walk(path, recursive, path, jobs)
         elif path.exists():
             jobs.append(Job(path))
         elif _GLOB_CHARS & set(argument):
             matches = sorted(glob.glob(os.path.expanduser(argument), recursive=recursive))
             matches = [Path(m) for m in matches if not _ignored(Path(m))]
-            matches = [m for m in matches if m.is_file() or is_zarr_dir(m)]
+            matches = [m for m in matches if m.is_file() or is_image_folder(m)]
             if not matches:
                 jobs.append(Job(path, error="no file matches this pattern"))
             jobs.extend(Job(m) for m in matches)

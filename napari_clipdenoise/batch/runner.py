@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..formats import check_output_dtype, open_sink, open_source
+from ..formats.arrays import is_zarr_dir
 from ..formats.atomic import atomic_output, remove_stale_partials
 from ..formats.base import UnreadableImageError, UnsupportedFormatError
 from ..formats.provenance import build_provenance, write_sidecar
@@ -43,8 +44,9 @@ class BatchSettings:
 
     def provenance_parameters(self, plan) -> dict:
         """What one output's provenance says about how it was made."""
-        parameters = {"axes": plan.layout.axes, **self.options.as_record(), "scheduler": self.scheduler}
-        parameters["overlap"] = self.options.effective_overlap
+        # the plan's options: the batch's, with the unit the file declares (DICOM CT, NIfTI in HU) filled in
+        parameters = {"axes": plan.layout.axes, **plan.options.as_record(), "scheduler": self.scheduler}
+        parameters["overlap"] = plan.options.effective_overlap
         parameters["output_dtype"] = str(plan.output_dtype)
         parameters["tile_plan"] = [plan.tiles.tile_height, plan.tiles.tile_width]
         parameters["intensity_ranges"] = plan.intensity_ranges()
@@ -69,7 +71,7 @@ def process_job(job: Job, model, settings: BatchSettings, model_info: dict, prog
         record.error = job.error
         return record
     output: Path = job.output
-    delegated = settings.scheduler is not None and job.input.is_dir()
+    delegated = settings.scheduler is not None and is_zarr_dir(job.input)
     if output.exists() and not settings.overwrite and not delegated:
         record.status = "skipped"
         record.notes.append("the output exists (pass --overwrite to redo it)")
@@ -153,7 +155,13 @@ def _denoise_source(source, output, model, settings: BatchSettings, model_info, 
 
     record.shape, record.dtype = list(source.shape), str(source.dtype)
     record.notes.extend(source.notes)
-    plan = plan_denoise(source.data, model, axes=settings.axes or source.axes, options=settings.options)
+    options = settings.options
+    if options.units is None and source.units is not None:  # the file says what its values are (DICOM CT: HU)
+        options = options.replace(units=source.units)
+    plan = plan_denoise(source.data, model, axes=settings.axes or source.axes, options=options)
+    record.notes.extend(plan.warnings)
+    for warning in plan.warnings:
+        progress.error(f"{source.path}: {warning}")
     record.axes = plan.layout.axes
     record.axes_source = (
         "--axes" if settings.axes else (source.axes_source if source.axes else "guessed from the shape")

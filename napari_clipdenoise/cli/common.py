@@ -18,6 +18,8 @@ FLAGS = {
     "balance_tiles": "--tile-size",
     "pad_multiple": "--pad-multiple",
     "channels_last": "--channels-last",
+    "units": "--units",
+    "planes": "--planes",
 }
 
 

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..inference.options import DEFAULT_TILE_SIZE, DEVICES, PRECISIONS
+from ..inference.options import DEFAULT_TILE_SIZE, DEVICES, PLANES, PRECISIONS, UNITS
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CommandError, option_error, positive
 
 DEFAULT_MODEL = "gaussian15"
@@ -48,7 +48,7 @@ def add_parser(commands) -> None:
         "denoise",
         help="denoise files, folders or glob patterns",
         description="Denoise images into <stem>_denoised.<ext> files (same format, shape and dtype), with provenance."
-        " Formats: TIFF (incl. ImageJ, OME), PNG, JPEG, NPY, zarr arrays.",
+        " Formats: TIFF (incl. ImageJ, OME), PNG, JPEG, NPY, zarr arrays, DICOM series and NIfTI (the ct extra).",
     )
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns (quote them)")
     run.add_argument("-o", "--output-dir", type=Path, help="where results go (created; default: next to each input)")
@@ -86,7 +86,23 @@ def add_parser(commands) -> None:
         type=_intensity_range,
         default="auto",
         metavar="auto|percentile|dtype|LOW,HIGH",
-        help="how values map to the network's [0, 1] (default: auto); CT in HU with ldct: --intensity-range=-1024,3072",
+        help="how values map to the network's [0, 1] (default: auto: the model's own scale for data in its unit, e.g."
+        " HU with ldct (see --units), else uint8 0..255, float 0..1 or the 0.1-99.9 percentiles)",
+    )
+    run.add_argument(
+        "--units",
+        type=str.upper,
+        choices=UNITS,
+        default=None,
+        help="the unit the values are in (default: what the file says: DICOM CT and CT NIfTI are HU); with"
+        " --intensity-range auto a model trained in that unit uses its own scale (ldct: -1024..3072 HU)",
+    )
+    run.add_argument(
+        "--planes",
+        choices=PLANES,
+        default="xy",
+        help="xy: volumes plane by plane; ortho: XY, XZ and YZ planes denoised and averaged (3x the work, less"
+        " slice-to-slice flicker; needs a Z axis) (default: %(default)s)",
     )
     run.add_argument("--output-dtype", help="e.g. float32 (default: the input's dtype)")
     run.add_argument("--overwrite", action="store_true", help="redo outputs that exist (default: skip them)")
@@ -114,6 +130,8 @@ def inference_options(args):
             precision=args.precision,
             intensity_range=args.intensity_range,
             output_dtype=args.output_dtype,
+            units=args.units,
+            planes=args.planes,
         )
     except OptionError as exc:
         raise option_error(exc) from None
@@ -142,6 +160,7 @@ def command_denoise(args) -> int:
     from ..batch.progress import BatchProgress
     from ..batch.report import FileRecord, summary, summary_line, write_report
     from ..batch.runner import BatchSettings, process_job
+    from ..formats.arrays import is_zarr_dir
 
     check_model_source(args.model)
     options = inference_options(args)
@@ -178,7 +197,7 @@ def command_denoise(args) -> int:
     model, model_info = None, {"name": args.model}
     if pending:  # otherwise everything is done or failed already: no need to import torch and load the model
         # zarr inputs given to a scheduler are resolved by each worker for its own hardware
-        in_process = any(not (args.scheduler and job.input.is_dir()) for job in pending)
+        in_process = any(not (args.scheduler and is_zarr_dir(job.input)) for job in pending)
         model, settings, model_info = _load_model(args, settings, resolve=in_process)
     progress = BatchProgress(len(jobs), quiet=args.quiet)
     if model is not None:

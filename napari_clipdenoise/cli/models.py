@@ -20,6 +20,12 @@ def add_parser(commands) -> None:
     imp.add_argument("--name", required=True, help="name to install it as, e.g. gaussian15")
     imp.add_argument("--sha256", help="expected sha256 of the file")
     imp.add_argument("--overwrite", action="store_true", help="replace an installed model of that name")
+    imp.add_argument(
+        "--input-scale",
+        choices=("8-bit", "HU"),
+        help="the intensities the network was trained on: 8-bit photographs (0..255) or CT in HU (-1024..3072)"
+        " (default: the checkpoint's own record, else the registry entry of --name)",
+    )
     imp.set_defaults(handler=command_models_import)
     path = sub.add_parser("path", help="the cache folder (or an installed model's file)")
     path.add_argument("name", nargs="?")
@@ -47,7 +53,7 @@ def command_models_list(args) -> int:
 def command_models_info(args) -> int:
     import json
 
-    from ..model.registry import REGISTRY, install_hint, installed_path
+    from ..model.registry import REGISTRY, install_hint, installed_path, scale_for
 
     entry = REGISTRY.get(args.name)
     path = Path(args.name).expanduser()
@@ -58,6 +64,8 @@ def command_models_info(args) -> int:
             f"{entry.name}: {entry.description}\n  noise: {entry.noise}\n  channels: {entry.in_channels}"
             f"\n  source: {entry.source}\n  file: {entry.release_file}"
         )
+        if not path.is_file():
+            print(f"  input scale: {entry.input_scale.describe()}")
     if path.is_file():
         from ..errors import CheckpointError
         from ..model.checkpoints import file_sha256, read_project_metadata
@@ -68,6 +76,8 @@ def command_models_info(args) -> int:
         except CheckpointError as exc:
             print(f"  (no project metadata: {exc})")
         else:
+            scale = scale_for(metadata, metadata.get("name") or args.name)
+            print(f"  input scale: {scale.describe() if scale is not None else 'unknown (not recorded)'}")
             shown = {k: v for k, v in metadata.items() if k != "config"}
             print("  metadata: " + json.dumps(shown, indent=4, sort_keys=True, default=str).replace("\n", "\n  "))
         return EXIT_OK
@@ -92,7 +102,14 @@ def command_models_import(args) -> int:
         bar.update(done - bar.n)
 
     try:
-        target = install_model(args.source, args.name, sha256=args.sha256, overwrite=args.overwrite, progress=progress)
+        target = install_model(
+            args.source,
+            args.name,
+            sha256=args.sha256,
+            overwrite=args.overwrite,
+            progress=progress,
+            input_scale=args.input_scale,
+        )
     except (CheckpointError, FileExistsError, ValueError, OSError) as exc:
         raise CommandError(str(exc)) from exc
     finally:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DenoiseCancelled
-from ..inference.options import InferenceOptions
+from ..inference.options import InferenceOptions, OptionError
 from .blocks import BlockPlan, plan_blocks
 from .store import (
     InputSource,
@@ -315,6 +315,12 @@ def denoise_zarr(
     from ..inference.axes import guess_axes, parse_axes
 
     options = InferenceOptions.build(options, **option_overrides)
+    if options.planes != "xy":
+        raise OptionError(
+            "planes",
+            f"{options.planes!r} is not available in the block-wise dask engine (its blocks are XY tiles);"
+            " use planes='xy' here, or denoise the volume without a scheduler",
+        )
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     from ..inference.tiling import as_cancel_check

@@ -2,9 +2,9 @@
 
 Modules (each with one job): ``dispatch`` (which format a path is, open/write by
 format), ``base`` (what a reader returns and a writer offers), ``tiff``,
-``raster`` (PNG/JPEG), ``arrays`` (NPY, zarr), ``atomic`` (temporary file +
-rename) and ``provenance``. Importing this package imports neither torch nor any
-image library.
+``raster`` (PNG/JPEG), ``arrays`` (NPY, zarr), ``dicom`` (DICOM series, pydicom),
+``nifti`` (NIfTI, nibabel), ``atomic`` (temporary file + rename) and ``provenance``.
+Importing this package imports neither torch nor any image library.
 """
 
 from .dispatch import (

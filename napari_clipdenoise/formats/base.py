@@ -21,6 +21,13 @@ class UnreadableImageError(ValueError):
     """The file has a supported extension but cannot be read (corrupt, truncated, empty)."""
 
 
+class MissingExtraError(UnreadableImageError, ImportError):
+    """A format needs an optional package that is not installed; the message names the extra to install."""
+
+    def __init__(self, what: str, package: str, extra: str):
+        super().__init__(f'{what} needs {package}, which is not installed: pip install "napari-clipdenoise[{extra}]"')
+
+
 @dataclass
 class ImageSource:
     """One opened input image.
@@ -38,6 +45,7 @@ class ImageSource:
     info: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     closer: Callable[[], None] | None = None
+    units: str | None = None  # the values' unit when the file says (DICOM CT, CT NIfTI: "HU")
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -17,6 +17,9 @@ _SUFFIX_KINDS = {
     ".jpeg": "jpeg",
     ".npy": "npy",
     ".zarr": "zarr",
+    ".dcm": "dicom",
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
 }
 #: Extensions the batch mode reads, for help texts and error messages.
 SUPPORTED_EXTENSIONS = tuple(sorted(_SUFFIX_KINDS))
@@ -27,36 +30,54 @@ def split_name(path: Path) -> tuple[str, str]:
     """``(stem, extension)`` keeping double extensions such as ``.ome.tif`` and ``.ome.zarr`` together."""
     name = path.name
     lower = name.lower()
-    for double in (".ome.tiff", ".ome.tif", ".ome.btf", ".ome.zarr"):
+    for double in (".ome.tiff", ".ome.tif", ".ome.btf", ".ome.zarr", ".nii.gz"):
         if lower.endswith(double) and len(name) > len(double):
             return name[: -len(double)], name[-len(double) :]
     return path.stem, path.suffix
 
 
-def format_of(path: Path) -> str:
-    """The reader kind for ``path`` (``tiff``, ``png``, ``jpeg``, ``npy``, ``zarr``).
+def is_image_folder(path: Path) -> bool:
+    """Whether a folder is one image (a zarr store or a DICOM series) rather than a folder of images."""
+    from .arrays import is_zarr_dir
+    from .dicom import is_dicom_dir
 
+    return path.is_dir() and (is_zarr_dir(path) or is_dicom_dir(path))
+
+
+def format_of(path: Path) -> str:
+    """The reader kind for ``path`` (``tiff``, ``png``, ``jpeg``, ``npy``, ``zarr``, ``dicom``, ``nifti``).
+
+    A folder is a zarr store or a DICOM series (DICOM files and no other images);
+    a file without a known extension that starts like a DICOM file is DICOM.
     Raises UnsupportedFormatError naming the extensions that are supported.
     """
     from .arrays import is_zarr_dir
+    from .dicom import is_dicom_dir, is_dicom_file
 
     if path.is_dir():
         if is_zarr_dir(path):
             return "zarr"
+        if is_dicom_dir(path):
+            return "dicom"
         raise UnsupportedFormatError(
-            "is a folder, not a zarr array (pass --recursive to process folders inside folders)"
+            "is a folder, not a zarr array or a DICOM series (pass --recursive to process folders inside folders)"
         )
-    kind = _SUFFIX_KINDS.get(path.suffix.lower())
+    kind = _SUFFIX_KINDS.get(split_name(path)[1].lower()) or _SUFFIX_KINDS.get(path.suffix.lower())
+    if kind is None and is_dicom_file(path):
+        return "dicom"
     if kind is None or kind == "zarr":
         extension = path.suffix or "(no extension)"
         raise UnsupportedFormatError(
-            f"unsupported file type {extension}; supported: {', '.join(SUPPORTED_EXTENSIONS)} (zarr: an array folder)"
+            f"unsupported file type {extension}; supported: {', '.join(SUPPORTED_EXTENSIONS)} (zarr: an array folder;"
+            " DICOM: .dcm files, files without an extension, or a series folder)"
         )
     return kind
 
 
 def output_name(path: Path) -> str:
-    """``<stem>_denoised.<ext>`` for an input path."""
+    """``<stem>_denoised.<ext>`` for an input path (``<name>_denoised`` for a DICOM series folder)."""
+    if path.is_dir() and not split_name(path)[1].lower().endswith(".zarr"):
+        return f"{path.name}{OUTPUT_SUFFIX}"
     stem, extension = split_name(path)
     return f"{stem}{OUTPUT_SUFFIX}{extension}"
 
@@ -66,7 +87,7 @@ def looks_like_output(path: Path) -> bool:
     name = path.name
     if name.endswith(".json") and OUTPUT_SUFFIX + "." in name:
         return True
-    return split_name(path)[0].endswith(OUTPUT_SUFFIX)
+    return split_name(path)[0].endswith(OUTPUT_SUFFIX) or name.endswith(OUTPUT_SUFFIX)
 
 
 def open_source(path: Path) -> ImageSource:
@@ -86,6 +107,14 @@ def open_source(path: Path) -> ImageSource:
         from .arrays import read_npy
 
         return read_npy(path)
+    if kind == "dicom":
+        from .dicom import read_dicom
+
+        return read_dicom(path)
+    if kind == "nifti":
+        from .nifti import read_nifti
+
+        return read_nifti(path)
     from .arrays import read_zarr
 
     return read_zarr(path)
@@ -117,6 +146,14 @@ def open_sink(source: ImageSource, temporary: Path, shape, dtype, provenance: di
         from .arrays import NpySink
 
         return NpySink(temporary, shape, dtype)
+    if source.kind == "dicom":
+        from .dicom import DicomSink
+
+        return DicomSink(temporary, source, shape, dtype, provenance)
+    if source.kind == "nifti":
+        from .nifti import NiftiSink
+
+        return NiftiSink(temporary, source, shape, dtype, provenance)
     from .arrays import ZarrSink
 
     return ZarrSink(temporary, source, shape, dtype, provenance)
@@ -141,6 +178,14 @@ def read_provenance(path: Path) -> dict | None:
         from .arrays import read_zarr_provenance
 
         found = read_zarr_provenance(path)
+    elif kind == "dicom":
+        from .dicom import read_provenance as reader
+
+        found = reader(path)
+    elif kind == "nifti":
+        from .nifti import read_provenance as reader
+
+        found = reader(path)
     if found is None and sidecar_path(path).is_file():
         found = json.loads(sidecar_path(path).read_text())
     return found
@@ -154,6 +199,7 @@ __all__ = [
     "UnsupportedFormatError",
     "check_output_dtype",
     "format_of",
+    "is_image_folder",
     "looks_like_output",
     "open_sink",
     "open_source",

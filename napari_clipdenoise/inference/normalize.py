@@ -7,7 +7,7 @@ planes so lazy dask/zarr inputs are not read whole.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,7 @@ class IntensityRange:
 
     low: float
     high: float
+    rule: str = field(default="", compare=False)  # how it was chosen, for provenance ("model input scale (HU)"...)
 
     @property
     def is_constant(self) -> bool:
@@ -87,41 +88,52 @@ def estimate_range(
     *,
     mode: str | tuple[float, float] = "auto",
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    units: str | None = None,
+    model_scale=None,
 ) -> IntensityRange:
     """Pick the normalisation range for one channel group from sampled values.
 
     ``mode``:
     ``"auto"``
-        uint8 data use [0, 255] (the scale photographs were trained on); float data
-        already inside [0, 1] use [0, 1]; anything else uses ``"percentile"``.
+        data declared in the unit the model was trained in (``units`` equals
+        ``model_scale.unit``, e.g. CT in HU with ``ldct``) use the model's own scale
+        (``model_scale.low``, ``model_scale.high``); otherwise uint8 data use [0, 255]
+        (the scale photographs were trained on); float data already inside [0, 1]
+        use [0, 1]; anything else uses ``"percentile"``.
     ``"percentile"``
         robust ``percentiles`` (default 0.1, 99.9) of the sampled values.
     ``"dtype"``
         the integer dtype's full range (or [0, 1] for floats).
     ``(low, high)``
         fixed values, e.g. ``(-1024, 3072)`` for CT in HU with the ``ldct`` model.
+
+    The returned range's ``rule`` says which of these applied (for provenance).
     """
     if isinstance(mode, (tuple, list)):
         low, high = (float(v) for v in mode)
         if not np.isfinite([low, high]).all() or high <= low:
             raise ValueError(f"intensity_range must be (low, high) with low < high, got {mode!r}")
-        return IntensityRange(low, high)
-    values = np.concatenate([np.asarray(s, dtype=np.float64).ravel() for s in samples])
+        return IntensityRange(low, high, "given")
     dtype = np.dtype(dtype)
+    if mode == "auto" and model_scale is not None and units is not None and units == model_scale.unit:
+        return IntensityRange(float(model_scale.low), float(model_scale.high), f"model input scale ({units})")
+    values = np.concatenate([np.asarray(s, dtype=np.float64).ravel() for s in samples])
     if mode == "dtype":
-        bounds = dtype_range(dtype) or (0.0, 1.0)
-        return IntensityRange(*bounds)
+        bounds = dtype_range(dtype)
+        return IntensityRange(*(bounds or (0.0, 1.0)), f"{dtype} range" if bounds else "float [0, 1]")
     if mode == "auto":
         if dtype == np.uint8:
-            return IntensityRange(0.0, 255.0)
+            return IntensityRange(0.0, 255.0, "uint8 range")
         if dtype.kind == "f" and values.min() >= 0.0 and values.max() <= 1.0 and values.max() > values.min():
-            return IntensityRange(0.0, 1.0)
+            return IntensityRange(0.0, 1.0, "float data in [0, 1]")
     elif mode != "percentile":
         raise ValueError(f"intensity_range must be 'auto', 'percentile', 'dtype' or (low, high), got {mode!r}")
     low, high = np.percentile(values, percentiles)
+    rule = f"percentiles {percentiles[0]:g}-{percentiles[1]:g} of sampled values"
     if not high > low:  # a few bright pixels on a flat background: fall back to min/max
         low, high = values.min(), values.max()
-    return IntensityRange(float(low), float(high))
+        rule = "min-max of sampled values"
+    return IntensityRange(float(low), float(high), rule)
 
 
 def sample_planes(read_plane, plane_indices: list[tuple[int, ...]], *, lazy: bool = False) -> list[np.ndarray]:

@@ -29,6 +29,10 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DEVICE_ALIASES = {"gpu": "cuda"}
 #: Named intensity rules (``estimate_range``); a ``(low, high)`` pair fixes the range.
 INTENSITY_MODES = ("auto", "percentile", "dtype")
+#: Units the data can be declared in; with one, "auto" uses the model's own scale when it was trained in it.
+UNITS = ("HU",)
+#: How a volume is cut into planes for the 2D network: XY only, or XY, XZ and YZ averaged.
+PLANES = ("xy", "ortho")
 
 _UNSET: Any = object()
 
@@ -134,6 +138,23 @@ def _pair(value, *, constant_ok: bool = False) -> tuple[float, float]:
     return (low, high)
 
 
+def _units(value) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if isinstance(value, str):
+        for name in UNITS:
+            if value.strip().lower() == name.lower():
+                return name
+    raise OptionError("units", f"must be None (not declared) or one of {', '.join(UNITS)}, got {value!r}")
+
+
+def _planes(value) -> str:
+    name = value.strip().lower() if isinstance(value, str) else value
+    if name not in PLANES:
+        raise OptionError("planes", f"must be one of {', '.join(PLANES)}, got {value!r}")
+    return name
+
+
 def _dtype_name(value) -> str | None:
     if value is None:
         return None
@@ -185,6 +206,15 @@ class InferenceOptions:
         Result dtype; None keeps the input's.
     pad_multiple : int
         Planes are reflect-padded to a multiple of this (16; the reference evaluation uses 32).
+    units : str or None
+        The unit the values are in, when known: ``"HU"`` (CT in Hounsfield units; DICOM
+        CT and CT NIfTI readers declare it). With ``intensity_range="auto"`` a model
+        trained in that unit is then fed on its own scale (``ldct``: [-1024, 3072]).
+        None: not declared.
+    planes : str
+        ``"xy"`` (default): a volume is denoised XY plane by plane. ``"ortho"``: the
+        XY, XZ and YZ planes of every Z x Y x X volume are denoised and averaged in
+        float32 (needs a Z axis; see ``inference/ortho.py`` for its memory bounds).
     """
 
     tile_size: int | tuple[int, int] | None = DEFAULT_TILE_SIZE
@@ -197,6 +227,8 @@ class InferenceOptions:
     intensity_range: Any = "auto"
     output_dtype: str | None = None
     pad_multiple: int = ALIGN
+    units: str | None = None
+    planes: str = "xy"
 
     def __post_init__(self) -> None:
         tile = _tile_pair(self.tile_size)
@@ -227,6 +259,8 @@ class InferenceOptions:
         object.__setattr__(self, "output_dtype", _dtype_name(self.output_dtype))
         if not _whole(self.pad_multiple, ALIGN) or self.pad_multiple % ALIGN:
             raise OptionError("pad_multiple", f"must be a positive multiple of {ALIGN}, got {self.pad_multiple!r}")
+        object.__setattr__(self, "units", _units(self.units))
+        object.__setattr__(self, "planes", _planes(self.planes))
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -300,7 +334,9 @@ __all__ = [
     "DEFAULT_TILE_SIZE",
     "DEVICES",
     "INTENSITY_MODES",
+    "PLANES",
     "PRECISIONS",
+    "UNITS",
     "InferenceOptions",
     "OptionError",
     "ResolvedOptions",

@@ -22,8 +22,8 @@ from .axes import AxesLayout, guess_axes, parse_axes
 from .normalize import IntensityRange, estimate_range, sample_planes, to_dtype
 from .options import InferenceOptions, OptionError
 from .runners import check_window, family_notes, family_of, plane_runner, steps_per_plane
+from .scale_fit import WARNING, scale_warnings
 from .tile_grid import TilePlan, plan_tiles
-from .tiling import as_cancel_check
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class DenoisePlan:
     notes: list[str] = field(default_factory=list)
     family: str = "clip"
     steps_per_plane: int = 0  # progress units per channel group and plane (runners.steps_per_plane)
+    ortho: object = None  # an ortho.OrthoPlan when options.planes == "ortho"
 
     @property
     def tiles_per_plane(self) -> int:
@@ -80,12 +81,25 @@ class DenoisePlan:
 
     @property
     def total_tiles(self) -> int:
-        return self.tiles_per_plane * len(self.plane_indices) * len([g for g in self.groups if not g.scale.is_constant])
+        active = len([g for g in self.groups if not g.scale.is_constant])
+        if self.ortho is not None:
+            return self.ortho.tiles_per_volume * len(self.ortho.volumes) * active
+        return self.tiles_per_plane * len(self.plane_indices) * active
+
+    @property
+    def warnings(self) -> list[str]:
+        """The notes that are warnings (data and model do not fit...), each starting with ``"warning: "``."""
+        return [note for note in self.notes if note.startswith(WARNING)]
 
     def intensity_ranges(self) -> list[dict]:
-        """The range used for each channel group, for provenance and reports."""
+        """The range used for each channel group and the rule that chose it, for provenance and reports.
+
+        ``low``/``high`` given back as ``intensity_range`` (one pair per group)
+        reproduce the run whatever rule chose them.
+        """
         return [
-            {"channels": list(g.channels), "low": float(g.scale.low), "high": float(g.scale.high)} for g in self.groups
+            {"channels": list(g.channels), "low": float(g.scale.low), "high": float(g.scale.high), "rule": g.scale.rule}
+            for g in self.groups
         ]
 
 
@@ -166,6 +180,11 @@ def _in_channels(model) -> int:
     return int(model.in_channels)
 
 
+def _model_scale(model):
+    """The model's input scale (``InputScale``), None when unknown or only a channel count was given."""
+    return None if isinstance(model, (int, np.integer)) else getattr(model, "input_scale", None)
+
+
 def plan_denoise(
     image,
     model,
@@ -183,8 +202,11 @@ def plan_denoise(
     image : array-like
         As for :func:`denoise`. Sampled (a bounded number of pixels) only when an
         intensity range has to be estimated.
-    model : DenoisingModel or int
-        The model (or just the number of input channels, 1 or 3, of a CLIP-family model).
+    model : DenoisingModel, ModelFacts or int
+        The model (or what is known of it without loading: ``model.facts.ModelFacts``;
+        or just the number of input channels, 1 or 3, of a CLIP-family model). Its
+        ``input_scale`` drives ``intensity_range="auto"`` for data declared in that unit
+        (``units``); its family decides how planes are run (``runners``).
     axes, rgb
         As for :func:`denoise`.
     options : InferenceOptions, dict or None
@@ -197,6 +219,8 @@ def plan_denoise(
     DenoisePlan
     """
     options = InferenceOptions.build(options, **option_overrides)
+    if options.planes == "ortho" and window is not None:
+        raise OptionError("planes", "'ortho' needs whole volumes; image windows (dask blocks) are denoised in XY")
     validate_image(image)
     in_channels = _in_channels(model)
     family = family_of(model)
@@ -224,7 +248,27 @@ def plan_denoise(
             notes.append(f"{channel_count} channels denoised one by one")
 
     plane_indices = list(itertools.product(*(range(shape[a]) for a in layout.planes)))
-    _assign_ranges(groups, options.intensity_range, image, layout, plane_indices)
+    model_scale = _model_scale(model)
+    samples = _assign_ranges(
+        groups, options.intensity_range, image, layout, plane_indices, units=options.units, model_scale=model_scale
+    )
+    if options.units is not None:
+        notes.append(f"values declared in {options.units}")
+    notes.append(
+        "intensity ranges: " + "; ".join(f"[{g.scale.low:g}, {g.scale.high:g}] ({g.scale.rule})" for g in groups)
+    )
+    notes.extend(
+        scale_warnings(
+            model_name=getattr(model, "name", None),
+            model_scale=model_scale,
+            units=options.units,
+            mode=options.intensity_range,
+            dtype=np.dtype(image.dtype),
+            rgb=bool(rgb) and channel_count in (3, 4),
+            samples=samples,
+            ranges=[(g.scale.low, g.scale.high) for g in groups],
+        )
+    )
     out_dtype = np.dtype(options.output_dtype) if options.output_dtype is not None else np.dtype(image.dtype)
     notes += family_notes(family, groups)
     check_window(family, window, shape[layout.y], shape[layout.x])
@@ -235,30 +279,56 @@ def plan_denoise(
             f"tiles of {tiles.tile_height} x {tiles.tile_width} px with a {options.effective_overlap} px overlap compute"
             f" each pixel {tiles.pixel_factor:.1f} times; larger tiles are faster"
         )
+    ortho = None
+    if options.planes == "ortho":
+        from .ortho import plan_ortho
+
+        ortho = plan_ortho(layout, shape, options, family)
+        notes.append(ortho.describe())
     return DenoisePlan(
-        layout, guessed, groups, passthrough, plane_indices, tiles, out_dtype, options, shape, notes, family, steps
+        layout,
+        guessed,
+        groups,
+        passthrough,
+        plane_indices,
+        tiles,
+        out_dtype,
+        options,
+        shape,
+        notes,
+        family=family,
+        steps_per_plane=steps,
+        ortho=ortho,
     )
 
 
-def _assign_ranges(groups: list[ChannelGroup], rule, image, layout: AxesLayout, plane_indices) -> None:
-    """Give every channel group its intensity range: fixed ones as given, the others estimated once."""
+def _assign_ranges(
+    groups: list[ChannelGroup], rule, image, layout: AxesLayout, plane_indices, *, units=None, model_scale=None
+) -> list[np.ndarray] | None:
+    """Give every channel group its intensity range: fixed ones as given, the others estimated once.
+
+    Returns the sampled values (None when every range was given).
+    """
     if isinstance(rule, tuple) and rule and isinstance(rule[0], tuple):  # one (low, high) per group
         if len(rule) != len(groups):
             raise OptionError(
                 "intensity_range", f"has {len(rule)} (low, high) pairs but the image has {len(groups)} channel group(s)"
             )
         for group, (low, high) in zip(groups, rule, strict=True):
-            group.scale = IntensityRange(low, high)
-        return
+            group.scale = IntensityRange(low, high, "given")
+        return None
     if isinstance(rule, tuple):
         for group in groups:
-            group.scale = IntensityRange(*rule)
-        return
+            group.scale = IntensityRange(*rule, "given")
+        return None
     samples = sample_planes(_PlaneReader(image, layout), plane_indices, lazy=not isinstance(image, np.ndarray))
     for sample in samples:
         _check_finite(sample, "in the sampled planes")
     for group in groups:
-        group.scale = estimate_range([s[list(group.channels)] for s in samples], image.dtype, mode=rule)
+        group.scale = estimate_range(
+            [s[list(group.channels)] for s in samples], image.dtype, mode=rule, units=units, model_scale=model_scale
+        )
+    return samples
 
 
 def _tile_plan(height: int, width: int, options: InferenceOptions, window: ImageWindow | None) -> TilePlan:
@@ -311,7 +381,9 @@ def denoise(
         ``"fp16"``), ``channels_last``, ``intensity_range`` (``"auto"``,
         ``"percentile"``, ``"dtype"``, ``(low, high)`` or one pair per channel
         group), ``output_dtype`` (default: the input's; integers are rounded and
-        clipped) and ``pad_multiple``.
+        clipped), ``pad_multiple``, ``units`` (None or ``"HU"``: with ``"auto"``, a
+        model trained in that unit gets its own scale) and ``planes`` (``"xy"``, or
+        ``"ortho"``: XY, XZ and YZ planes averaged, see ``inference/ortho.py``).
     plan : DenoisePlan, optional
         A plan made by :func:`plan_denoise` for this image (its options are used),
         so a lazy input is not sampled twice.
@@ -332,6 +404,7 @@ def denoise(
     """
     from ..model.registry import load_model
     from .device import resolve_options
+    from .tiling import as_cancel_check  # imports torch: plan_denoise alone does not
 
     model = load_model(model)
     if plan is None:
@@ -342,7 +415,7 @@ def denoise(
     if plan.shape and plan.shape != shape:
         raise ValueError(f"the plan was made for shape {plan.shape}, the image has shape {shape}")
     for note in plan.notes:
-        logger.info(note)
+        (logger.warning if note.startswith(WARNING) else logger.info)(note)
     if plan.family != model.family:
         raise ValueError(f"the plan was made for a {plan.family} model, not this {model.family} model")
     resolved = resolve_options(plan.options, family=model.family)
@@ -352,6 +425,10 @@ def denoise(
     if out is not None and tuple(out.shape) != shape:
         raise ValueError(f"out has shape {tuple(out.shape)}, expected the image's shape {shape}")
     reader = _PlaneReader(image, plan.layout)
+    if plan.ortho is not None:
+        from .ortho import denoise_ortho
+
+        return denoise_ortho(image, plan, runner, result, reader, progress=progress, should_stop=should_stop)
     total, done = plan.total_tiles, 0
 
     def advance(count: int) -> None:

@@ -31,8 +31,9 @@ def family_of(model) -> str:
     """``"clip"`` or ``"idf"`` for a DenoisingModel, a network, or an int (a CLIP model's channel count)."""
     if isinstance(model, (int, np.integer)):
         return "clip"
-    network = getattr(model, "network", model)
-    return getattr(network, "family", "clip")
+    if isinstance(getattr(model, "family", None), str):  # a DenoisingModel or ModelFacts
+        return model.family
+    return getattr(getattr(model, "network", model), "family", "clip")
 
 
 def idf_tile(options: InferenceOptions) -> int | None:

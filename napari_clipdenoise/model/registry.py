@@ -44,9 +44,38 @@ class InputScale:
     def as_record(self) -> dict:
         return {"unit": self.unit, "low": self.low, "high": self.high, "description": self.description}
 
+    @classmethod
+    def from_record(cls, record) -> InputScale | None:
+        """The scale a metadata record describes (``as_record``'s output), or None if it is not one."""
+        if not isinstance(record, dict):
+            return None
+        try:
+            low, high = float(record["low"]), float(record["high"])
+            unit = str(record["unit"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not low < high:
+            return None
+        return cls(unit, low, high, str(record.get("description") or f"{unit} [{low:g}, {high:g}] -> [0, 1]"))
+
+    def describe(self) -> str:
+        """One line for the command line and the widget, e.g. ``HU [-1024, 3072] -> [0, 1]``."""
+        return f"{self.unit} [{self.low:g}, {self.high:g}] -> [0, 1] ({self.description})"
+
 
 PHOTO_SCALE = InputScale("8-bit", 0.0, 255.0, "8-bit sRGB photographs, 0..255 -> [0, 1]")
 CT_SCALE = InputScale("HU", -1024.0, 3072.0, "CT in Hounsfield units, window [-1024, 3072] -> [0, 1]")
+#: Scales by the names ``models import --input-scale`` takes.
+NAMED_SCALES = {"8-bit": PHOTO_SCALE, "HU": CT_SCALE}
+
+
+def scale_for(metadata: dict, name: str | None) -> InputScale | None:
+    """A model's input scale: from its metadata, else from the registry entry of its name, else None (unknown)."""
+    scale = InputScale.from_record(metadata.get("input_scale"))
+    if scale is not None:
+        return scale
+    entry = REGISTRY.get(name) if name else None
+    return entry.input_scale if entry is not None else None
 
 
 @dataclass(frozen=True)
@@ -223,6 +252,11 @@ class DenoisingModel:
         return self.network.out_channels
 
     @property
+    def input_scale(self) -> InputScale | None:
+        """The intensity convention the network was trained on (metadata, else registry entry), or None."""
+        return scale_for(self.metadata, self.name)
+
+    @property
     def sha256(self) -> str | None:
         return self.metadata.get("weights_sha256") or self.metadata.get("source_sha256")
 
@@ -243,6 +277,8 @@ class DenoisingModel:
         info["name"] = self.name
         info["family"] = self.family
         info["in_channels"] = self.in_channels
+        scale = self.input_scale
+        info["input_scale"] = scale.as_record() if scale is not None else None
         return info
 
 
@@ -318,6 +354,7 @@ def install_model(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     timeout: float = 60.0,
+    input_scale: InputScale | str | None = None,
 ) -> Path:
     """Validate a checkpoint (file path or http(s) URL) and install it in the cache as ``name``.
 
@@ -325,7 +362,14 @@ def install_model(
     registry entry of the same name (channels) and against ``sha256`` if given,
     then written in the project format to ``<cache>/<name>.safetensors`` via a
     temporary file and a rename, so a failure never leaves a partial model.
+    The metadata records the intensity convention the network was trained on:
+    ``input_scale`` (an :class:`InputScale` or a name of :data:`NAMED_SCALES`), else
+    the checkpoint's own, else the registry entry's.
     """
+    if isinstance(input_scale, str):
+        if input_scale not in NAMED_SCALES:
+            raise ValueError(f"input_scale must be one of {', '.join(NAMED_SCALES)}, got {input_scale!r}")
+        input_scale = NAMED_SCALES[input_scale]
     from .checkpoints import file_sha256, load_checkpoint, save_checkpoint
 
     target = installed_path(name)
@@ -371,6 +415,9 @@ def install_model(
         if entry:
             metadata.setdefault("noise", entry.noise)
             metadata.setdefault("description", entry.description)
+        scale = input_scale or scale_for(metadata, name)
+        if scale is not None:
+            metadata["input_scale"] = scale.as_record()
         staged = Path(scratch) / "model.safetensors"
         save_checkpoint(loaded.network, staged, metadata)
         shutil.move(str(staged), target)  # same filesystem: an atomic rename

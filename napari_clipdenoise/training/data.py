@@ -31,6 +31,8 @@ from .augment import N_MODES, geometric_augment
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 CT_SUFFIXES = (".npy",)
+#: CT volumes in HU the evaluation also takes (a DICOM series is a folder, or files without an extension).
+CT_VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm")
 #: Luma weights used to turn an RGB image into one channel (those of skimage.color.rgb2gray).
 RGB_TO_GRAY = np.array([0.2125, 0.7154, 0.0721], np.float32)
 
@@ -110,6 +112,94 @@ def read_ct_slice(path: str | Path, units: str = "normalized") -> np.ndarray:
     if units == "hu":
         array = (array + np.float32(1024.0)) / np.float32(4096.0)
     return array[..., np.newaxis]
+
+
+def _stored_dtype(path: Path) -> np.dtype | None:
+    """The pixel type of an image file, read from its header where the format allows."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return np.dtype(tif.series[0].dtype)
+        import imageio.v3 as iio
+
+        return np.dtype(iio.improps(path).dtype)
+    except Exception:  # noqa: BLE001 - unreadable files are reported when they are sampled
+        return None
+
+
+def training_input_scale(kind: str, files, *, peek: int = 8):
+    """The intensity convention a run feeds the network, for the checkpoint's ``input_scale``.
+
+    CT runs: (HU + 1024) / 4096 (``CT_SCALE``). Image runs divide integers by their
+    dtype's maximum (:func:`read_image`): 8-bit files give ``PHOTO_SCALE``, 16-bit
+    files a 0..65535 scale, float files [0, 1]; judged on the first ``peek`` files.
+    """
+    from ..model.registry import CT_SCALE, PHOTO_SCALE, InputScale
+
+    if kind == "ct":
+        return CT_SCALE
+    dtypes = {d for d in (_stored_dtype(Path(p)) for p in list(files)[:peek]) if d is not None}
+    if not dtypes or dtypes == {np.dtype(np.uint8)}:
+        return PHOTO_SCALE
+    if dtypes == {np.dtype(np.uint16)}:
+        return InputScale("16-bit", 0.0, 65535.0, "16-bit images, 0..65535 -> [0, 1]")
+    if all(d.kind == "f" for d in dtypes):
+        return InputScale("unit", 0.0, 1.0, "float images already on [0, 1]")
+    names = ", ".join(sorted(str(d) for d in dtypes))
+    return InputScale("dtype-max", 0.0, 1.0, f"mixed {names} images, each divided by its dtype's maximum")
+
+
+def ct_item_name(path: Path) -> str:
+    """A CT item's name without its extension (``L506_target.nii.gz`` -> ``L506_target``)."""
+    name = path.name
+    for suffix in sorted(CT_SUFFIXES + CT_VOLUME_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_ct_item(path: Path) -> bool:
+    """A ``.npy`` slice, a NIfTI volume, a DICOM file or a DICOM series folder."""
+    from ..formats.dicom import is_dicom_dir, is_dicom_file
+
+    if path.name.startswith("."):
+        return False
+    if path.is_dir():
+        return is_dicom_dir(path)
+    name = path.name.lower()
+    return name.endswith(CT_SUFFIXES + CT_VOLUME_SUFFIXES) or (not path.suffix and is_dicom_file(path))
+
+
+def read_ct_volume(path: str | Path, *, min_hu: float = -1024.0, max_hu: float = 3072.0) -> np.ndarray:
+    """A CT item as float32 ``Z x Y x X`` on the normalised scale (1 x H x W for one slice).
+
+    ``.npy`` slices are read as :func:`read_ct_slice` (already normalised). DICOM
+    (after the modality LUT) and NIfTI volumes are in HU and are normalised as
+    ``(HU - min_hu) / (max_hu - min_hu)``: (HU + 1024) / 4096 by default.
+    """
+    path = Path(path)
+    if path.is_file() and path.name.lower().endswith(CT_SUFFIXES):
+        return read_ct_slice(path, "normalized")[np.newaxis, ..., 0]
+    from ..formats import open_source
+    from ..formats.base import UnreadableImageError, UnsupportedFormatError
+
+    try:
+        source = open_source(path)
+    except (UnreadableImageError, UnsupportedFormatError) as exc:
+        raise DataError(f"{path}: {exc}") from exc
+    try:
+        if source.kind not in ("dicom", "nifti"):
+            raise DataError(f"{path}: a CT item is a .npy slice, a DICOM file or series, or a NIfTI volume")
+        hu = np.asarray(source.data, dtype=np.float32)
+    finally:
+        source.close()
+    if hu.ndim == 2:
+        hu = hu[np.newaxis]
+    if hu.ndim != 3:
+        raise DataError(f"{path}: a CT volume must be 2D or 3D, got shape {hu.shape}")
+    return (hu - np.float32(min_hu)) / np.float32(max_hu - min_hu)
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:

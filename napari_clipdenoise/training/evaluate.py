@@ -6,7 +6,8 @@ The paper's synthetic-noise table (Gaussian 15/25/50, spatial Gaussian 40-55, Po
 
     python -m napari_clipdenoise.training.evaluate --sets CBSD68/ Kodak24/ --methods noisy nl_means gaussian15 --out eval/
 
-Real camera noise (folders of noisy/clean pairs) and low-dose CT (.npy slices)::
+Real camera noise (folders of noisy/clean pairs) and low-dose CT (.npy slices, or quarter-/full-dose DICOM
+series and NIfTI volumes in HU, scored slice by slice)::
 
     python -m napari_clipdenoise.training.evaluate --mode real --sets SIDD_val/ --methods noisy srgb
     python -m napari_clipdenoise.training.evaluate --mode ct --sets mayo_1mm/ --ct-include L506 --methods noisy ldct --ct-max-hu 3096
@@ -52,12 +53,17 @@ from pathlib import Path
 import numpy as np
 
 from ..inference.options import DEFAULT_TILE_SIZE, InferenceOptions
-from .data import CT_SUFFIXES, IMAGE_SUFFIXES, DataError
+from .data import IMAGE_SUFFIXES, DataError
 
 PROTOCOLS = ("reference", "tiled")
 MODES = ("synthetic", "real", "ct")
 CLEAN_SUBFOLDERS = ("clean", "gt", "GT", "target", "mean")
 NOISY_SUBFOLDERS = ("noisy", "input", "lq", "real")
+#: CT mode also pairs these subfolders (Mayo-style quarter-/full-dose folders).
+CT_NOISY_SUBFOLDERS = ("quarter_dose", "quarter", "low_dose", "quarter_1mm", "quarter_3mm")
+CT_CLEAN_SUBFOLDERS = ("full_dose", "full", "normal_dose", "full_1mm", "full_3mm")
+#: CT mode pairs items in one folder by these name tags (noisy, clean).
+CT_TAGS = (("input", "target"), ("quarter", "full"))
 
 
 class EvaluationError(ValueError):
@@ -192,10 +198,62 @@ def paired_items(
     return pairs
 
 
-def read_ct(path: Path) -> np.ndarray:
-    from .data import read_ct_slice
+def ct_items(folder: Path, include: str = "") -> list[tuple[str, Path, Path]]:
+    """``[(name, noisy, clean)]`` CT pairs: ``.npy`` slices, NIfTI volumes, DICOM files or series folders.
 
-    return read_ct_slice(path, "normalized")[..., 0]
+    Subfolders noisy/ + clean/ (or quarter_dose/ + full_dose/, quarter_1mm/ + full_1mm/...)
+    matched by name without extension; or, in one folder, items tagged ``*input*`` /
+    ``*target*`` (or ``*quarter*`` / ``*full*``), paired in sorted order.
+    """
+    from .data import ct_item_name, is_ct_item
+
+    def listing(where: Path) -> list[Path]:
+        items = sorted(p for p in where.iterdir() if is_ct_item(p))
+        return [p for p in items if not include or include in p.name]
+
+    noisy_dir = _subfolder(folder, NOISY_SUBFOLDERS + CT_NOISY_SUBFOLDERS)
+    clean_dir = _subfolder(folder, CLEAN_SUBFOLDERS + CT_CLEAN_SUBFOLDERS)
+    if noisy_dir is not None and clean_dir is not None:
+        clean_by_name = {ct_item_name(p): p for p in listing(clean_dir)}
+        pairs = []
+        for noisy in listing(noisy_dir):
+            clean = clean_by_name.get(ct_item_name(noisy))
+            if clean is None:
+                raise EvaluationError(f"{noisy} has no full-dose item with the same name in {clean_dir}")
+            pairs.append((noisy.name, noisy, clean))
+    else:
+        items = listing(folder)
+        pairs = []
+        for noisy_tag, clean_tag in CT_TAGS:
+            inputs = [p for p in items if noisy_tag in p.name]
+            targets = [p for p in items if clean_tag in p.name]
+            if not inputs and not targets:
+                continue
+            if len(inputs) != len(targets):
+                raise EvaluationError(
+                    f"{folder}: {len(inputs)} low-dose items (*{noisy_tag}*) but {len(targets)} full-dose items"
+                    f" (*{clean_tag}*)"
+                )
+            pairs = [(n.name, n, c) for n, c in zip(inputs, targets, strict=True)]
+            break
+    if not pairs:
+        raise EvaluationError(
+            f"no low-dose/full-dose pairs in {folder}: use subfolders noisy/ and clean/ (or quarter_dose/ and"
+            " full_dose/) with the same names, or items named *input* and *target* (.npy slices, .nii/.nii.gz"
+            " volumes, DICOM files or series folders)"
+        )
+    return pairs
+
+
+def read_ct_pair(noisy_path: Path, clean_path: Path, min_hu: float, max_hu: float) -> tuple[np.ndarray, np.ndarray]:
+    """Both items as normalised ``Z x Y x X`` volumes of one shape."""
+    from .data import read_ct_volume
+
+    noisy = read_ct_volume(noisy_path, min_hu=min_hu, max_hu=max_hu)
+    clean = read_ct_volume(clean_path, min_hu=min_hu, max_hu=max_hu)
+    if noisy.shape != clean.shape:
+        raise EvaluationError(f"{noisy_path} ({noisy.shape}) and {clean_path} ({clean.shape}) differ in size")
+    return noisy, clean
 
 
 # ------------------------------------------------------------------ methods
@@ -400,7 +458,7 @@ def evaluate(
             items = paired_items(folder, IMAGE_SUFFIXES, "real", "mean")[:limit]
             total = len(items) * len(methods)
         else:
-            items = paired_items(folder, CT_SUFFIXES, "input", "target", include=ct_include)[:limit]
+            items = ct_items(folder, include=ct_include)[:limit]
             total = len(items) * len(methods)
         if progress:
             from tqdm.auto import tqdm
@@ -441,20 +499,19 @@ def evaluate(
                         bar.update(1)
             else:
                 name, noisy_path, clean_path = item
-                target, noisy = read_ct(clean_path), read_ct(noisy_path)
-                if target.shape != noisy.shape:
-                    raise EvaluationError(f"{noisy_path} and {clean_path} differ in size")
-                target_hu = metrics.denormalize_ct(target, min_hu=ct_min_hu, max_hu=ct_max_hu)
+                noisy_volume, target_volume = read_ct_pair(noisy_path, clean_path, ct_min_hu, ct_max_hu)
                 for method in methods:
-                    out = apply_method(method, noisy, settings, clamp=False)  # the reference truncates in HU instead
-                    out_hu = metrics.denormalize_ct(out, min_hu=ct_min_hu, max_hu=ct_max_hu)
-                    _row(rows, method.label, set_name, "ct", None)["images"].append(
-                        {
-                            "name": name,
-                            "psnr": metrics.ct_psnr(target_hu, out_hu),
-                            "ssim": metrics.ct_ssim(target_hu, out_hu),
-                        }
-                    )
+                    for z, (noisy, target) in enumerate(zip(noisy_volume, target_volume, strict=True)):
+                        target_hu = metrics.denormalize_ct(target, min_hu=ct_min_hu, max_hu=ct_max_hu)
+                        out = apply_method(method, noisy, settings, clamp=False)  # the reference truncates in HU
+                        out_hu = metrics.denormalize_ct(out, min_hu=ct_min_hu, max_hu=ct_max_hu)
+                        _row(rows, method.label, set_name, "ct", None)["images"].append(
+                            {
+                                "name": name if len(noisy_volume) == 1 else f"{name}[z={z}]",
+                                "psnr": metrics.ct_psnr(target_hu, out_hu),
+                                "ssim": metrics.ct_ssim(target_hu, out_hu),
+                            }
+                        )
                     if bar is not None:
                         bar.update(1)
         if bar is not None:
@@ -564,7 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=MODES,
         default="synthetic",
-        help="synthetic (clean images + noise grid), real (noisy/clean pairs), ct (.npy slices)",
+        help="synthetic (clean images + noise grid), real (noisy/clean pairs), ct (.npy slices, DICOM series"
+        " or NIfTI volumes in HU: quarter-/full-dose pairs)",
     )
     parser.add_argument(
         "--protocol",

@@ -344,7 +344,7 @@ def train(
     from ..inference.device import resolve_device
     from ..model.checkpoints import save_checkpoint
     from .augment import apply_mixup, mixup_params
-    from .data import PatchSampler, load_validation_set
+    from .data import PatchSampler, load_validation_set, training_input_scale
     from .schedule import CyclicCosineLR, scaled_periods
 
     state = None
@@ -373,6 +373,7 @@ def train(
     network.to(device).train()
     sampler = PatchSampler(config, seed)
     val_set = load_validation_set(config, seed)
+    input_scale = training_input_scale(config["data"]["kind"], sampler.files)  # what the network is fed on [0, 1]
 
     parameters = network.trainable_parameters()
     optimizer = torch.optim.AdamW(
@@ -419,6 +420,7 @@ def train(
             "recipe": config,
             "iterations": iteration,
             "encoder_bn": config["model"]["encoder_bn"],
+            "input_scale": input_scale.as_record(),
             "training_data": {"folder": str(config["data"]["train"]), "files": len(sampler)},
             **source,
             **extra,

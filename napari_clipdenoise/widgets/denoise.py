@@ -33,6 +33,7 @@ from ..inference.axes import parse_axes
 from ..inference.options import InferenceOptions
 from ..jobs import JobOutcome, Progress, iterate_progress
 from . import _large, _layers
+from ._ct_controls import CTControls
 from ._inference_options import InferenceOptionsPanel
 from ._job import ERROR_STYLE, JobWidgetMixin
 from ._layer_combo import ImageLayerCombo
@@ -72,16 +73,15 @@ def denoise_job(
     started = time.perf_counter()
     try:
         yield Progress(0, 0, "loading model")
-        from ..inference.pipeline import denoise
+        from ..inference.pipeline import denoise, plan_denoise
         from ..model.registry import load_model
 
         model = load_model(source)
         if cancel.is_set():
             return JobOutcome(cancelled=True)
+        plan = plan_denoise(image, model, axes=settings.axes, options=settings.options)
         result = yield from iterate_progress(
-            lambda progress: denoise(
-                image, model, axes=settings.axes, options=settings.options, progress=progress, cancel=cancel
-            ),
+            lambda progress: denoise(image, model, plan=plan, progress=progress, cancel=cancel),
             message="denoising",
             cancel=cancel,
         )
@@ -92,7 +92,9 @@ def denoise_job(
         return JobOutcome(error=exc)
     if cancel.is_set():  # pressed Cancel as the last tile finished: still add nothing
         return JobOutcome(cancelled=True)
-    return JobOutcome(result, info={"model": model, "seconds": time.perf_counter() - started})
+    info = {"model": model, "seconds": time.perf_counter() - started}
+    info.update(intensity_ranges=plan.intensity_ranges(), warnings=plan.warnings)
+    return JobOutcome(result, info=info)
 
 
 class DenoiseWidget(JobWidgetMixin, QWidget):
@@ -179,6 +181,8 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        self.ct_controls = CTControls(self)  # units, planes, scale and range, CT windows (_ct_controls.py)
+        layout.addWidget(self.ct_controls)
         layout.addWidget(self.advanced_toggle)
         layout.addWidget(self.advanced)
         layout.addLayout(buttons)
@@ -198,7 +202,7 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
     def settings(self) -> DenoiseSettings:
         """The current options; raises ValueError naming the problem if the axes do not fit the layer."""
         axes = self._validate_axes()
-        return DenoiseSettings(axes, self._options.options())
+        return DenoiseSettings(axes, self._options.options(**self.ct_controls.option_fields()))
 
     def set_checkpoint(self, path: str | os.PathLike) -> None:
         """Select a checkpoint file as the model (what "Load checkpoint…" does after its dialog)."""
@@ -274,7 +278,8 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
             self._has_planes = planes
         self.preview_button.setEnabled(has_layer and not running and getattr(self, "_has_planes", False))
         self.cancel_button.setEnabled(running)
-        for widget in (self.layer_combo, self.model_combo, self.axes_edit, self.refresh_models, self.advanced):
+        for widget in (self.layer_combo, self.model_combo, self.axes_edit, self.refresh_models, self.advanced,
+                       self.ct_controls):  # fmt: skip
             widget.setEnabled(not running)
 
     # ----------------------------------------------------------------- running
@@ -310,6 +315,7 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
                 if not offset:
                     raise ValueError("Preview slice is for stacks: this layer has only one plane; use Denoise")
                 image = image[region]
+                settings = self.ct_controls.preview_settings(settings)  # one plane: XY only
             elif _large.goes_to_zarr(image, self.large_layer_bytes):
                 store = _large.output_store(layer.name, self.large_output.text().strip() or None)
         except ValueError as exc:
@@ -390,6 +396,9 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
         look = _layers.display_kwargs(layer)
         if "output" in outcome.info:
             record["zarr_store"] = outcome.info["output"]
+        if "intensity_ranges" in outcome.info:
+            record["intensity_ranges"] = outcome.info["intensity_ranges"]
+            self.ct_controls.show_result(outcome.info["intensity_ranges"], outcome.info.get("warnings", []))
         metadata = {**dict(layer.metadata), "clipdenoise": record}
         _layers.add_or_update_image(self.viewer, name, outcome.value, metadata=metadata, **geometry, **look)
         if self.residual_check.isChecked():
