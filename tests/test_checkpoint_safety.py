@@ -39,6 +39,10 @@ from napari_clipdenoise.model.testing import random_network, reference_state_dic
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: Tiny torch work on 2 shared cores: one thread is several times faster.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 def _project_header(config: dict) -> dict:
     return {"format": PROJECT_FORMAT, "metadata": json.dumps({"config": config})}
 
