@@ -43,6 +43,28 @@ tifffile.imwrite(folder / "camera_noisy.tif", noisy, resolution=(300.0, 300.0), 
 print(f"wrote {folder / 'camera_noisy.tif'}: {noisy.shape} {noisy.dtype}, Gaussian noise sigma 15/255")
 PY
 
+# --- 1b. Offer to download gaussian15 (issue 15) -------------------------------------------------------
+# Only when it is not installed, no CLIPDENOISE_WEIGHTS is given and this is not a --random-weights run.
+# Online: ask first (CLIPDENOISE_DOWNLOAD=yes answers for a non-interactive run); nothing downloads without a yes.
+# Offline: say so in one line; step 2 then prints the one step to take.
+if [ "$RANDOM_WEIGHTS" = 0 ] && [ -z "${CLIPDENOISE_WEIGHTS:-}" ] && ! "$CLI" models path gaussian15 >/dev/null 2>&1; then
+    if CHECK=$("$CLI" models download --check gaussian15 2>&1); then
+        ANSWER=${CLIPDENOISE_DOWNLOAD:-}
+        if [ -z "$ANSWER" ] && [ -t 0 ]; then
+            read -r -p "The gaussian15 weights are not installed. Download them from the authors' release now (~150 MB)? [y/N] " ANSWER
+        fi
+        case "$ANSWER" in
+            [yY]*)
+                .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 -e '.[download]'
+                "$CLI" models download gaussian15 || echo "the download failed (see above)" >&2 ;;
+            *) echo "not downloading; later: $CLI models download gaussian15" ;;
+        esac
+    else
+        echo "gaussian15 cannot be downloaded from here: $(printf '%s' "$CHECK" | head -n 1)" >&2
+    fi
+fi
+# --- end of 1b ---------------------------------------------------------------------------------------
+
 # 2. The model: gaussian15 from the cache, or from $CLIPDENOISE_WEIGHTS, or (explicitly) random weights.
 MODEL=gaussian15
 if "$CLI" models path gaussian15 >/dev/null 2>&1; then
@@ -64,8 +86,8 @@ write_project_checkpoint('$MODEL', 3, seed=0, noise='none: RANDOM weights, the o
 MSG
 else
     cat >&2 <<MSG
-The gaussian15 weights are not installed (they cannot be downloaded automatically).
-Get the synthetic-noise model net_g_latest.pth from the authors' release folder
+The gaussian15 weights are not installed. Online: $CLI models download gaussian15. Otherwise
+get the synthetic-noise model net_g_latest.pth from the authors' release folder
 (https://github.com/alwaysuu/CLIPDenoising links it), then either install it once:
 
     $CLI models import PATH/TO/net_g_latest.pth --name gaussian15

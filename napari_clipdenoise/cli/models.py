@@ -110,6 +110,7 @@ def command_models_list(args) -> int:
         print(f"  {name:<12} installed ({installed_path(name)})")
     if not installed:
         print("no model installed yet: clipdenoise models import PATH/TO/net_g_latest.pth --name gaussian15")
+        print("  (online: clipdenoise models download gaussian15)")
     return EXIT_OK
 
 

@@ -633,8 +633,6 @@ def download_model(
     DenoiseCancelled
         ``cancel`` said so; nothing is left behind.
     """
-    from .checkpoints import file_sha256
-
     try:
         validate_model_name(name)
     except ValueError as exc:
@@ -684,7 +682,7 @@ def download_model(
                 _remove_partials(partial, name)
                 raise
             try:
-                return _verify_and_install(local, source, name, folder, sha256, overwrite, say, file_sha256)
+                return _verify_and_install(local, source, name, folder, sha256, overwrite, say)
             finally:
                 if source.kind != "folder":
                     _remove_partials(partial, name)
@@ -739,7 +737,8 @@ def _fetch(source: Source, name: str, partial: Path, progress, cancel, cap: int,
     return destination
 
 
-def _verify_and_install(local: Path, source: Source, name: str, folder: Path, sha256, overwrite, say, file_sha256):
+def _verify_and_install(local: Path, source: Source, name: str, folder: Path, sha256, overwrite, say) -> Path:
+    from .checkpoints import file_sha256  # imports torch: only once there is a file
     from .registry import install_model
 
     expected = (sha256 or source.sha256 or "").lower() or None

@@ -126,8 +126,9 @@ def install_hint(name: str) -> str:
             f"Known names: {known}. Install a checkpoint with: clipdenoise models import FILE --name {name}"
         )
     return (
-        f"model {name!r} is not installed (looked for {installed_path(name)}). Get {entry.release_file}"
-        f" from {entry.source} (linked from {REFERENCE_REPOSITORY}), then run:\n"
+        f"model {name!r} is not installed (looked for {installed_path(name)}). Download it (online) with:\n"
+        f"    clipdenoise models download {name}\n"
+        f"or get {entry.release_file} from {entry.source} (linked from {REFERENCE_REPOSITORY}), then run:\n"
         f"    clipdenoise models import PATH/TO/net_g_latest.pth --name {name}\n"
         f"or set {CACHE_ENV_VAR} to a folder that already holds {name}.safetensors."
     )
