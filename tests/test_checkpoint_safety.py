@@ -234,9 +234,11 @@ def test_the_command_line_shows_the_problem_never_a_traceback(tmp_path, hostile,
             out.writestr("archive/data.pkl", b"\x80\x02" + b"N" * 3_000_000 + b".")
             out.writestr("archive/version", "3\n")
     elif hostile == "nan":
-        state = reference_state_dict(random_network(3))
-        state["last.weight"] = torch.full_like(state["last.weight"], float("nan"))
-        torch.save({"params": state}, path)
+        network = random_network(3)
+        with torch.no_grad():
+            network.last.weight.fill_(float("nan"))
+        path = path.with_suffix(".safetensors")
+        save_checkpoint(network, path)
     else:
         torch.save({"params": {"last.weight": os.system}}, path)
     env = {**os.environ, "CLIPDENOISE_CACHE_DIR": str(isolated_model_cache), "PYTHONPATH": str(REPO)}

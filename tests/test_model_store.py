@@ -32,7 +32,7 @@ from napari_clipdenoise.model.registry import (
     remove_model,
 )
 from napari_clipdenoise.model.sources import is_valid_name
-from napari_clipdenoise.model.testing import write_reference_checkpoint
+from napari_clipdenoise.model.testing import write_project_checkpoint, write_reference_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,6 +133,7 @@ _RACER = textwrap.dedent(
     from napari_clipdenoise.model.registry import install_model
     source, go = sys.argv[1], Path(sys.argv[2])
     import torch  # paid before the start line, so both start installing together
+    torch.set_num_threads(1)
     print("ready", flush=True)
     while not go.exists():
         time.sleep(0.005)
@@ -149,8 +150,8 @@ _RACER = textwrap.dedent(
 def test_two_concurrent_imports_of_one_name_cannot_both_succeed(tmp_path, isolated_model_cache):
     from napari_clipdenoise.model.checkpoints import state_dict_sha256
 
-    sources = [tmp_path / f"net_g_{seed}.pth" for seed in (1, 2)]
-    networks = [write_reference_checkpoint(path, 3, seed=seed) for seed, path in zip((1, 2), sources, strict=True)]
+    sources = [tmp_path / f"model_{seed}.safetensors" for seed in (1, 2)]
+    networks = [write_project_checkpoint(path, 3, seed=seed) for seed, path in zip((1, 2), sources, strict=True)]
     go = tmp_path / "go"
     racers = [
         subprocess.Popen(
