@@ -168,8 +168,9 @@ def mirror(release, monkeypatch, no_google_drive):
 
 
 def _partials(cache: Path) -> list[str]:
+    """What a download left in the cache's .downloads folder (lock files included)."""
     folder = cache / download.PARTIAL_FOLDER
-    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock")) if folder.is_dir() else []
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
 def test_download_installs_like_import_and_records_the_first_digest(mirror, isolated_model_cache, capsys):
@@ -229,7 +230,7 @@ def test_a_download_cut_too_often_resumes_on_the_next_run(mirror, isolated_model
         download_model("gaussian15")
     assert installed_models() == [], "never a partial model"
     kept = [p for p in _partials(isolated_model_cache) if not p.endswith(".json")]
-    assert len(kept) == 1
+    assert len(kept) == 1 and kept[0].endswith(".part.pth")
     size = (isolated_model_cache / download.PARTIAL_FOLDER / kept[0]).stat().st_size
     assert size == (download.RESUMES + 1) * (len(payload) // 10)
     mirror.requests.clear()
@@ -323,6 +324,8 @@ def test_one_download_of_a_name_at_a_time(mirror, isolated_model_cache):
         with pytest.raises(DownloadError, match="another download of 'gaussian15'"):
             download_model("gaussian15")
     assert mirror.requests == []
+    download_model("ldct")  # another name is not held up; the lock file goes with its download
+    assert _partials(isolated_model_cache) == ["gaussian15.lock"]
 
 
 def test_names_are_checked_and_all_means_every_release(mirror, capsys, isolated_model_cache):

@@ -28,6 +28,7 @@ seconds with the offline options.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -656,12 +657,11 @@ def download_model(
         partial.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create {partial}: {exc}; set {CACHE_ENV_VAR} to a writable folder") from None
-    lock = open(partial / f"{name}.lock", "ab")  # noqa: SIM115 - held while this download runs
+    lock_path = partial / f"{name}.lock"
+    lock = _hold_lock(lock_path)
+    if lock is None:
+        raise DownloadError(f"another download of {name!r} into {folder} is running; wait for it to finish")
     try:
-        from .registry import _lock_exclusive
-
-        if _lock_exclusive(lock, blocking=False) is False:
-            raise DownloadError(f"another download of {name!r} into {folder} is running; wait for it to finish")
         failures: list[DownloadError] = []
         unreachable: dict[str, OfflineError] = {}  # a server that did not answer is not asked again
         for source in sources:
@@ -696,7 +696,28 @@ def download_model(
         reasons = "; ".join(str(f) for f in failures)
         raise DownloadError(f"{name!r} was found at none of its sources: {reasons}.\n{offline_options(name)}")
     finally:
+        lock_path.unlink(missing_ok=True)  # still held: a waiting process re-checks the inode (_hold_lock)
         lock.close()
+        with contextlib.suppress(OSError):
+            partial.rmdir()  # only if empty: a partial download waiting to resume stays
+
+
+def _hold_lock(path: Path):
+    """An open, exclusively locked ``path`` (the same file that is at ``path`` now), or None when it is busy."""
+    from .registry import _lock_exclusive
+
+    while True:
+        handle = open(path, "ab")  # noqa: SIM115 - the caller closes it
+        if _lock_exclusive(handle, blocking=False) is False:
+            handle.close()
+            return None
+        try:
+            current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            return handle
+        handle.close()  # the holder removed it after we opened it: try the new one
 
 
 def _server_of(source: Source) -> str:
