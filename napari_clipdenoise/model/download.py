@@ -570,19 +570,17 @@ def _record_digest(folder: Path, name: str, digest: str, source: str) -> None:
     os.replace(tmp, path)
 
 
-def _digests_of(path: Path) -> set[str]:
-    """The file's sha256, plus for a converted project file the digest of the file it came from."""
-    from .checkpoints import file_sha256, read_project_metadata
+def _digests_of(path: Path) -> tuple[str, str | None]:
+    """The file's sha256, and for a converted project file the digest of the authors' file it came from."""
+    from .checkpoints import file_sha256, read_project_metadata  # imports torch: only once there is a file
 
-    found = {file_sha256(path)}
+    original = None
     if path.suffix == ".safetensors":
         try:
-            source = read_project_metadata(path).get("source_sha256")
+            original = read_project_metadata(path).get("source_sha256")
         except CheckpointError:
-            source = None
-        if isinstance(source, str):
-            found.add(source.lower())
-    return found
+            original = None
+    return file_sha256(path), (original.lower() if isinstance(original, str) else None)
 
 
 # ----------------------------------------------------------------------------- the API
@@ -759,12 +757,11 @@ def _fetch(source: Source, name: str, partial: Path, progress, cancel, cap: int,
 
 
 def _verify_and_install(local: Path, source: Source, name: str, folder: Path, sha256, overwrite, say) -> Path:
-    from .checkpoints import file_sha256  # imports torch: only once there is a file
     from .registry import install_model
 
     expected = (sha256 or source.sha256 or "").lower() or None
-    found = _digests_of(local)
-    digest = file_sha256(local)
+    digest, original = _digests_of(local)
+    found = {digest, original} - {None}
     recorded = recorded_digest(name, cache=folder)
     if expected and expected not in found:
         raise DownloadError(
@@ -784,8 +781,12 @@ def _verify_and_install(local: Path, source: Source, name: str, folder: Path, sh
     except CheckpointError as exc:
         raise DownloadError(f"{source.label}: the downloaded file is not a usable model: {exc}") from None
     if not expected and not recorded:
-        _record_digest(folder, name, digest, source.location)
-        say(f"sha256 {digest} (first download: recorded in {_digests_path(folder)}; later downloads must match it)")
+        # a converted file from a mirror records the authors' file's digest, which is what later downloads match
+        _record_digest(folder, name, original or digest, source.location)
+        say(
+            f"sha256 {original or digest} (first download: recorded in {_digests_path(folder)}; later downloads"
+            " must match it)"
+        )
     else:
         say(f"sha256 {digest} (matches {'the expected digest' if expected else 'the first download'})")
     return installed

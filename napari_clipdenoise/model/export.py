@@ -21,8 +21,6 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CheckpointError
-
 #: Largest |onnxruntime - torch| accepted on the network's [0, 1] scale (measured ~1e-6 in fp32 on the CPU).
 ONNX_TOLERANCE = 1e-4
 ONNX_OPSET = 17
@@ -191,10 +189,7 @@ def export_model(
 
     if format not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-    try:
-        model = load_model(source)
-    except CheckpointError:
-        raise
+    model = load_model(source)  # CheckpointError / ModelNotInstalledError say what is wrong
     output = _check_output(output, model, overwrite)
     from .checkpoints import _create_file, follow_umask
 
