@@ -43,6 +43,28 @@ tifffile.imwrite(folder / "astronaut_noisy.tif", noisy, resolution=(300.0, 300.0
 print(f"wrote {folder / 'astronaut_noisy.tif'}: {noisy.shape} {noisy.dtype}, Gaussian noise sigma 15/255")
 PY
 
+# --- 1b. Offer to download gaussian15 (issue 15) -------------------------------------------------------
+# Only when it is not installed, no CLIPDENOISE_WEIGHTS is given and this is not a --random-weights run.
+# Online: ask first (CLIPDENOISE_DOWNLOAD=yes answers for a non-interactive run); nothing downloads without a yes.
+# Offline: say so in one line; step 2 then prints the one step to take.
+if [ "$RANDOM_WEIGHTS" = 0 ] && [ -z "${CLIPDENOISE_WEIGHTS:-}" ] && ! "$CLI" models path gaussian15 >/dev/null 2>&1; then
+    if CHECK=$("$CLI" models download --check gaussian15 2>&1); then
+        ANSWER=${CLIPDENOISE_DOWNLOAD:-}
+        if [ -z "$ANSWER" ] && [ -t 0 ]; then
+            read -r -p "The gaussian15 weights are not installed. Download them from the authors' release now (~150 MB)? [y/N] " ANSWER
+        fi
+        case "$ANSWER" in
+            [yY]*)
+                .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 -e '.[download]'
+                "$CLI" models download gaussian15 || echo "the download failed (see above)" >&2 ;;
+            *) echo "not downloading; later: $CLI models download gaussian15" ;;
+        esac
+    else
+        echo "gaussian15 cannot be downloaded from here: $(printf '%s' "$CHECK" | head -n 1)" >&2
+    fi
+fi
+# --- end of 1b ---------------------------------------------------------------------------------------
+
 # 2. The model: gaussian15 from the cache, or from $CLIPDENOISE_WEIGHTS, or (explicitly) random weights,
 #    else the bundled IDF peer model (a real denoiser that needs no download).
 MODEL=gaussian15
@@ -68,8 +90,9 @@ else
     cat <<MSG
 The paper's weights are not installed; this run used the bundled IDF peer model
 (Kim et al., ICCV 2025, Apache-2.0 weights shipped with the package).
-To run the paper's gaussian15 model instead, get net_g_latest.pth from the authors'
-release folder (https://github.com/alwaysuu/CLIPDenoising links it) and install it once:
+To run the paper's gaussian15 model instead: online, $CLI models download gaussian15;
+otherwise get net_g_latest.pth from the authors' release folder
+(https://github.com/alwaysuu/CLIPDenoising links it) and install it once:
     $CLI models import PATH/TO/net_g_latest.pth --name gaussian15
 or run this script as:  CLIPDENOISE_WEIGHTS=PATH/TO/net_g_latest.pth bash scripts/run_demo.sh
 MSG

@@ -92,13 +92,19 @@ class _Exploit:
         return (os.system, ("touch exploited-marker",))
 
 
-def test_pickles_are_loaded_with_weights_only(tmp_path, monkeypatch):
+def test_pickles_are_never_unpickled_beyond_tensors(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    path = tmp_path / "evil.pth"
-    with open(path, "wb") as handle:
+    plain = tmp_path / "evil.pth"
+    with open(plain, "wb") as handle:
         pickle.dump({"params": _Exploit()}, handle)
-    with pytest.raises(CheckpointError, match="weights_only"):
-        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="plain Python pickle") as info:
+        load_checkpoint(plain)
+    assert "weights_only=False" not in str(info.value)
+    archive = tmp_path / "evil_zip.pth"
+    torch.save({"params": _Exploit()}, archive)  # torch's own zip format, holding a code-running object
+    with pytest.raises(CheckpointError, match=r"Python object \(posix.system|Python object \(os.system") as info:
+        load_checkpoint(archive)
+    assert "weights_only" not in str(info.value) and info.value.__cause__ is None
     assert not (tmp_path / "exploited-marker").exists()
 
 

@@ -93,7 +93,7 @@ def test_the_authors_ckpt_installs_under_its_registry_name(tmp_path):
 
 
 def test_a_clip_checkpoint_is_refused_under_an_idf_name(rgb_checkpoint):
-    with pytest.raises(CheckpointError, match="clip model but 'idf_gp' is a idf model"):
+    with pytest.raises(CheckpointError, match="is a 'clip' network but 'idf_gp' is a 'idf' model"):
         install_model(rgb_checkpoint, "idf_gp")
 
 

@@ -1,6 +1,7 @@
 """Named models, the local model cache, installation and ``load_model``.
 
-Nothing here touches the network unless :func:`install_model` is given a URL.
+Nothing here touches the network unless :func:`install_model` is given a URL
+(downloads are :mod:`napari_clipdenoise.model.download`'s job).
 The cache folder is ``platformdirs.user_cache_dir("napari-clipdenoise")/models``
 unless the ``CLIPDENOISE_CACHE_DIR`` environment variable names another folder.
 Installed models are stored in the project format as ``<name>.safetensors``.
@@ -12,7 +13,6 @@ import os
 import shutil
 import tempfile
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,8 +203,9 @@ def install_hint(name: str) -> str:
             f"(the bundled IDF model 'idf' needs no download)."
         )
     return (
-        f"model {name!r} is not installed (looked for {installed_path(name)}). Get {entry.release_file}"
-        f" from {entry.source} (linked from {REFERENCE_REPOSITORY}), then run:\n"
+        f"model {name!r} is not installed (looked for {installed_path(name)}). Download it (online) with:\n"
+        f"    clipdenoise models download {name}\n"
+        f"or get {entry.release_file} from {entry.source} (linked from {REFERENCE_REPOSITORY}), then run:\n"
         f"    clipdenoise models import PATH/TO/net_g_latest.pth --name {name}\n"
         f"or set {CACHE_ENV_VAR} to a folder that already holds {name}.safetensors."
     )
@@ -332,18 +333,119 @@ def load_model(source: str | os.PathLike | DenoisingModel, *, device=None) -> De
     return model
 
 
-def _download(url: str, destination: Path, progress: Callable[[int, int], None] | None, timeout: float) -> None:
-    request = urllib.request.Request(url, headers={"User-Agent": "napari-clipdenoise"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(destination, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0)
-        done = 0
-        while chunk := response.read(1 << 20):
-            out.write(chunk)
-            done += len(chunk)
-            if progress:
-                progress(done, total)
-    if total and done != total:
-        raise CheckpointError(f"download of {url} stopped after {done} of {total} bytes; try again")
+#: Staging folders of installs in progress: ``<cache>/.install-*`` (removed when their owner is gone).
+STAGING_PREFIX = ".install-"
+
+
+class _Staging:
+    """A scratch folder in the cache, held by this process through a lock on a file inside it.
+
+    The kernel drops the lock when the process dies (SIGKILL included), so the next
+    install finds the folder unlocked and removes it: a killed import leaves nothing
+    that lasts.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+        # The lock file appears under its final name only once it is locked, so a
+        # concurrent cleaner never mistakes a starting install for a dead one.
+        self._lock = open(self.path / ".lock.new", "wb")  # noqa: SIM115 - held for the folder's lifetime
+        _lock_exclusive(self._lock, blocking=True)
+        os.replace(self.path / ".lock.new", self.path / ".lock")
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        self._lock.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _lock_exclusive(handle, *, blocking: bool) -> bool | None:
+    """Lock an open file: True when locked, False when another process holds it, None without flock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; stale folders are removed by age instead
+        return None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_staging(folder: Path, *, min_age_s: float = 60.0) -> list[Path]:
+    """Remove staging folders left by installs that died; returns what was removed."""
+    import time
+
+    removed = []
+    for candidate in folder.glob(f"{STAGING_PREFIX}*"):
+        if not candidate.is_dir() or candidate.is_symlink():
+            continue
+        lock = candidate / ".lock"
+        try:
+            age = time.time() - candidate.stat().st_mtime
+            if lock.is_file():
+                with open(lock, "rb") as handle:
+                    unlocked = _lock_exclusive(handle, blocking=False)
+                stale = age > 86400 if unlocked is None else unlocked
+            else:  # killed between creating the folder and locking it
+                stale = age > min_age_s
+        except OSError:  # another user's folder in a shared cache, or gone meanwhile
+            continue
+        if stale:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
+def _publish(staged: Path, target: Path, *, overwrite: bool, name: str) -> None:
+    """Move ``staged`` to ``target`` atomically; without ``overwrite``, only if no model is there.
+
+    A hard link creates the name only if it is free (two concurrent imports cannot
+    both succeed); file systems without hard links fall back to a checked rename.
+    """
+    if overwrite:
+        os.replace(staged, target)
+        return
+    try:
+        os.link(staged, target)
+    except FileExistsError:
+        raise FileExistsError(
+            f"a model named {name!r} was installed at {target} while this import ran (another process?);"
+            " nothing was replaced. Pass overwrite=True (--overwrite) to replace it"
+        ) from None
+    except OSError:
+        if target.exists():
+            raise FileExistsError(f"a model named {name!r} is already installed at {target}") from None
+        os.replace(staged, target)
+    else:
+        staged.unlink()
+
+
+def _network_family(network) -> str:
+    from .network import CLIPDenoiser
+
+    return "clip" if isinstance(network, CLIPDenoiser) else getattr(network, "family", type(network).__name__)
+
+
+def check_against_entry(loaded, name: str, text: str) -> None:
+    """CheckpointError when a loaded model cannot be the registry entry ``name`` (family, in/out channels)."""
+    entry = REGISTRY.get(name)
+    if entry is None:
+        return
+    family = _network_family(loaded.network)
+    if family != entry.family:
+        raise CheckpointError(
+            f"{text} is a {family!r} network but {name!r} is a {entry.family!r} model; install it under another name"
+        )
+    given, made = loaded.network.in_channels, loaded.network.out_channels
+    if (given, made) != (entry.in_channels, entry.in_channels):
+        what = f"a {given}-channel model" if given == made else f"a model with {given} input and {made} output channels"
+        raise CheckpointError(
+            f"{text} is {what} but {name!r} is a {entry.in_channels}-channel model (in and out);"
+            " install it under another name"
+        )
 
 
 def install_model(
@@ -355,13 +457,19 @@ def install_model(
     progress: Callable[[int, int], None] | None = None,
     timeout: float = 60.0,
     input_scale: InputScale | str | None = None,
+    cache: str | os.PathLike | None = None,
+    max_bytes: int | None = None,
+    cancel=None,
 ) -> Path:
-    """Validate a checkpoint (file path or http(s) URL) and install it in the cache as ``name``.
+    """Validate a checkpoint (file, BioImage Model Zoo package or http(s) URL) and install it as ``name``.
 
     The file is loaded strictly (any mismatch is an error), checked against the
-    registry entry of the same name (channels) and against ``sha256`` if given,
-    then written in the project format to ``<cache>/<name>.safetensors`` via a
-    temporary file and a rename, so a failure never leaves a partial model.
+    registry entry of the same name (family, input and output channels) and
+    against ``sha256`` if given, then written in the project format to
+    ``<cache>/<name>.safetensors`` through a staging folder and an atomic link or
+    rename, so a failure or a kill never leaves a partial model, and two
+    concurrent installs of one name cannot both succeed. ``cache`` installs into
+    another folder (``models download --to DIR``); ``max_bytes`` caps a URL download.
     The metadata records the intensity convention the network was trained on:
     ``input_scale`` (an :class:`InputScale` or a name of :data:`NAMED_SCALES`), else
     the checkpoint's own, else the registry entry's.
@@ -372,59 +480,56 @@ def install_model(
         input_scale = NAMED_SCALES[input_scale]
     from .checkpoints import file_sha256, load_checkpoint, save_checkpoint
 
-    target = installed_path(name)
+    validate_model_name(name)
+    folder = Path(cache).expanduser() if cache is not None else cache_dir()
+    target = folder / f"{name}.safetensors"
     if target.exists() and not overwrite:
         raise FileExistsError(
             f"a model named {name!r} is already installed at {target}; pass overwrite=True (--overwrite)"
         )
-    folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OSError(
             f"cannot create the model cache folder {folder}: {exc}; set {CACHE_ENV_VAR} to a writable folder"
         ) from exc
+    remove_stale_staging(folder)
 
     text = os.fspath(source)
     scheme = urllib.parse.urlparse(text).scheme
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".install-") as scratch:
+    with _Staging(folder) as scratch:
         if scheme in ("http", "https"):
-            local = Path(scratch) / (Path(urllib.parse.urlparse(text).path).name or "download.pth")
-            _download(text, local, progress, timeout)
+            from .download import fetch_url
+
+            local = scratch / (Path(urllib.parse.urlparse(text).path).name or "download.pth")
+            fetch_url(text, local, progress=progress, cancel=cancel, max_bytes=max_bytes, read_timeout=timeout)
         else:
             local = Path(text).expanduser()
-            if not local.is_file():
+            if not (local.is_file() or local.is_dir()):
                 raise CheckpointError(f"checkpoint file not found: {local}")
-        digest = file_sha256(local)
-        if sha256 and digest.lower() != sha256.lower():
+        digest = file_sha256(local) if local.is_file() else None
+        if sha256 and (digest or "").lower() != sha256.lower():
             raise CheckpointError(f"{text}: sha256 is {digest}, expected {sha256}; the file is not the one expected")
         loaded = load_checkpoint(local)
+        check_against_entry(loaded, name, text)
         entry = REGISTRY.get(name)
-        family = getattr(loaded.network, "family", "clip")
-        if entry and family != entry.family:
-            raise CheckpointError(
-                f"{text} holds a {family} model but {name!r} is a {entry.family} model; install it under another name"
-            )
-        if entry and loaded.network.in_channels != entry.in_channels:
-            raise CheckpointError(
-                f"{text} is a {loaded.network.in_channels}-channel model but {name!r} is a"
-                f" {entry.in_channels}-channel model; install it under another name"
-            )
         metadata = {k: v for k, v in loaded.metadata.items() if k not in ("format", "config")}
-        metadata.update({"name": name, "installed_from": text, "source_sha256": metadata.get("source_sha256", digest)})
+        metadata.update({"name": name, "installed_from": text})
+        metadata["source_sha256"] = metadata.get("source_sha256", digest)
         if entry:
             metadata.setdefault("noise", entry.noise)
             metadata.setdefault("description", entry.description)
         scale = input_scale or scale_for(metadata, name)
         if scale is not None:
             metadata["input_scale"] = scale.as_record()
-        staged = Path(scratch) / "model.safetensors"
+        staged = scratch / "model.safetensors"
         save_checkpoint(loaded.network, staged, metadata)
-        shutil.move(str(staged), target)  # same filesystem: an atomic rename
+        _publish(staged, target, overwrite=overwrite, name=name)
     return target
 
 
 def remove_model(name: str) -> None:
+    """Delete the installed model ``name`` (ValueError for a name that is not a model name, e.g. a path)."""
     path = installed_path(name)
     if not path.is_file():
         raise ModelNotInstalledError(f"no model named {name!r} is installed in {cache_dir()}")
