@@ -134,6 +134,19 @@ def _pair(value, *, constant_ok: bool = False) -> tuple[float, float]:
     return (low, high)
 
 
+def _channel_list(value) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    items = (value,) if isinstance(value, numbers.Integral) else value
+    try:
+        chosen = tuple(items)
+    except TypeError:
+        chosen = ()
+    if not chosen or not all(_whole(c, 0) for c in chosen) or len(set(chosen)) != len(chosen):
+        raise OptionError("channels", f"must be None or distinct channel indices >= 0 such as (0, 2), got {value!r}")
+    return tuple(sorted(int(c) for c in chosen))
+
+
 def _dtype_name(value) -> str | None:
     if value is None:
         return None
@@ -185,6 +198,13 @@ class InferenceOptions:
         Result dtype; None keeps the input's.
     pad_multiple : int
         Planes are reflect-padded to a multiple of this (16; the reference evaluation uses 32).
+    tta : bool
+        Test-time augmentation: average the network's outputs over the eight
+        flips/rotations of each plane (in float32, each tiled like a normal run);
+        eight times the compute, one float32 plane of extra memory.
+    channels : tuple of int or None
+        Indices along the channel axis to denoise; the others are copied unchanged.
+        None denoises every channel (an alpha channel is always copied).
     """
 
     tile_size: int | tuple[int, int] | None = DEFAULT_TILE_SIZE
@@ -197,6 +217,8 @@ class InferenceOptions:
     intensity_range: Any = "auto"
     output_dtype: str | None = None
     pad_multiple: int = ALIGN
+    tta: bool = False
+    channels: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         tile = _tile_pair(self.tile_size)
@@ -227,6 +249,9 @@ class InferenceOptions:
         object.__setattr__(self, "output_dtype", _dtype_name(self.output_dtype))
         if not _whole(self.pad_multiple, ALIGN) or self.pad_multiple % ALIGN:
             raise OptionError("pad_multiple", f"must be a positive multiple of {ALIGN}, got {self.pad_multiple!r}")
+        if not isinstance(self.tta, bool):
+            raise OptionError("tta", f"must be True or False, got {self.tta!r}")
+        object.__setattr__(self, "channels", _channel_list(self.channels))
 
     # ------------------------------------------------------------------ derived values
     @property
