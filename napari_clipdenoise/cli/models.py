@@ -38,10 +38,23 @@ def command_models_list(args) -> int:
         state = f"installed ({installed_path(name)})" if name in installed else "not installed"
         print(f"  {name:<12} {entry.in_channels}-ch  {state}\n      {entry.description}\n      source: {entry.source}")
     for name in sorted(installed - set(REGISTRY)):
-        print(f"  {name:<12} installed ({installed_path(name)})")
+        print(f"  {name:<12} {_channels(installed_path(name))}  installed ({installed_path(name)})")
     if not installed:
         print("no model installed yet: clipdenoise models import PATH/TO/net_g_latest.pth --name gaussian15")
     return EXIT_OK
+
+
+def _channels(path: Path) -> str:
+    """``N-ch`` from an installed file's project metadata, ``?-ch`` when it cannot be read."""
+    from ..errors import CheckpointError
+    from ..model.checkpoints import read_project_metadata
+
+    try:
+        metadata = read_project_metadata(path)
+    except (CheckpointError, OSError, ValueError):
+        return "?-ch"
+    channels = metadata.get("in_channels") or (metadata.get("config") or {}).get("in_channels")
+    return f"{channels}-ch" if isinstance(channels, int) else "?-ch"
 
 
 def command_models_info(args) -> int:
@@ -51,8 +64,11 @@ def command_models_info(args) -> int:
 
     entry = REGISTRY.get(args.name)
     path = Path(args.name).expanduser()
-    if not path.is_file():
+    given_file = path.is_file()
+    if not given_file:
         path = installed_path(args.name)
+    elif entry is None:
+        print(f"{path}: a checkpoint file")
     if entry is not None:
         print(
             f"{entry.name}: {entry.description}\n  noise: {entry.noise}\n  channels: {entry.in_channels}"
@@ -62,7 +78,8 @@ def command_models_info(args) -> int:
         from ..errors import CheckpointError
         from ..model.checkpoints import file_sha256, read_project_metadata
 
-        print(f"  installed at: {path}\n  file sha256: {file_sha256(path)}")
+        where = "checkpoint file (not installed)" if given_file else "installed at"
+        print(f"  {where}: {path}\n  file sha256: {file_sha256(path)}")
         try:
             metadata = read_project_metadata(path)
         except CheckpointError as exc:
@@ -94,12 +111,51 @@ def command_models_import(args) -> int:
     try:
         target = install_model(args.source, args.name, sha256=args.sha256, overwrite=args.overwrite, progress=progress)
     except (CheckpointError, FileExistsError, ValueError, OSError) as exc:
-        raise CommandError(str(exc)) from exc
+        raise CommandError(download_problem(exc, args.source) or str(exc)) from exc
     finally:
         if bar is not None:
             bar.close()
     print(f"installed {args.name!r} at {target}")
     return EXIT_OK
+
+
+def download_problem(exc: BaseException, source: str) -> str | None:
+    """A failed download of ``source`` in words (not a bare ``<urlopen error ...>``), or None if it was no download."""
+    import socket
+    import ssl
+    import urllib.error
+    import urllib.parse
+
+    if urllib.parse.urlparse(str(source)).scheme.lower() not in ("http", "https"):
+        return None
+    seen, reason = set(), exc
+    while reason is not None and id(reason) not in seen:  # the urllib error may be wrapped by the installer
+        seen.add(id(reason))
+        if isinstance(reason, (urllib.error.URLError, OSError)):
+            break
+        reason = reason.__cause__ or reason.__context__
+    if reason is None:
+        return None
+    if isinstance(reason, urllib.error.HTTPError):
+        what = f"the server answered HTTP {reason.code} ({reason.reason})"
+        if reason.code == 404:
+            what += "; check the address"
+    else:
+        cause = reason.reason if isinstance(reason, urllib.error.URLError) else reason
+        host = urllib.parse.urlsplit(str(source)).netloc
+        if isinstance(cause, ConnectionRefusedError):
+            what = f"the connection to {host} was refused (no server answers there)"
+        elif isinstance(cause, socket.gaierror):
+            what = f"the host name in {host} could not be resolved (no network, or a typo in the address)"
+        elif isinstance(cause, (TimeoutError, socket.timeout)):
+            what = f"the connection to {host} timed out"
+        elif isinstance(cause, ssl.SSLError):
+            what = f"the secure connection to {host} failed ({getattr(cause, 'reason', None) or cause})"
+        elif isinstance(cause, OSError) and cause.strerror:
+            what = f"{cause.strerror.lower()} while talking to {host}"
+        else:
+            return None
+    return f"could not download {source}: {what}; nothing was installed"
 
 
 def command_models_path(args) -> int:

@@ -315,7 +315,9 @@ class ResolvedOptions:
 
     def describe(self) -> str:
         """One line for logs and the command line's header."""
-        tile = "whole plane" if self.tile_size is None else f"tiles {self.tile_size} px, overlap {self.overlap} px"
+        tile = (
+            "whole plane" if self.tile_size is None else f"tiles up to {self.tile_size} px, overlap {self.overlap} px"
+        )
         return f"{self.device}, {self.precision}, {tile}, batch {self.batch_size}"
 
 
