@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -209,7 +210,8 @@ class TiffSink(OutputSink):
                 kwargs["resolutionunit"] = info["resolutionunit"]
         flavour = info.get("flavour", "plain")
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        if flavour == "imagej" and self.dtype in IMAGEJ_DTYPES:
+        imagej_axes = axes is not None and _imagej_order(axes)
+        if flavour == "imagej" and self.dtype in IMAGEJ_DTYPES and imagej_axes:
             metadata = dict(info.get("imagej_metadata", {}))
             properties = dict(metadata.get("Properties") or {})
             properties[PROVENANCE_KEY] = to_json(provenance)
@@ -217,7 +219,9 @@ class TiffSink(OutputSink):
             metadata["axes"] = axes
             kwargs.update(imagej=True, metadata=metadata)
             return kwargs
-        if flavour == "imagej":
+        if flavour == "imagej" and not imagej_axes:
+            self.notes.append(f"ImageJ cannot hold axes {axes}: written as a plain TIFF with the same axes")
+        elif flavour == "imagej":
             self.notes.append(f"ImageJ cannot hold {self.dtype}: written as a plain TIFF with the same axes")
         if flavour == "ome":
             metadata = dict(info.get("ome_metadata", {}))
@@ -274,6 +278,12 @@ class TiffSink(OutputSink):
             _close_memmap(array)
 
 
+def _imagej_order(axes: str) -> bool:
+    """Whether ImageJ can store ``axes``: letters of TZCYXS only, in that order."""
+    order = "TZCYXS"
+    return all(letter in order for letter in axes) and list(axes) == sorted(axes, key=order.index)
+
+
 def _close_memmap(array) -> None:
     mm = getattr(array, "_mmap", None)
     if mm is not None:
@@ -307,8 +317,8 @@ def _tifffile_log(notes: list[str]):
 
     class Collect(logging.Handler):
         def emit(self, record):
-            text = record.getMessage().strip()
-            note = f"the TIFF reader/writer reported: {text}"
+            text = re.sub(r"^<tifffile\.\w+ '[^']*'>\s*", "", record.getMessage().strip())
+            note = f"the TIFF reader/writer (tifffile) reported: {text}"
             if text and note not in notes:
                 notes.append(note)
 
