@@ -428,16 +428,16 @@ def _load_model(args, settings, *, resolve: bool):
         import torch
 
         torch.set_num_threads(args.threads)
-    try:
-        model = load_model(args.model)
-    except (CheckpointError, ModelNotInstalledError) as exc:
-        raise CommandError(str(exc)) from exc
     resolved = None
-    if resolve:
+    if resolve:  # before the model is read: a device that is not there fails at once
         try:
             resolved = resolve_options(settings.options)
         except OptionError as exc:
             raise option_error(exc) from None
+    try:
+        model = load_model(args.model)
+    except (CheckpointError, ModelNotInstalledError) as exc:
+        raise CommandError(str(exc)) from exc
     model_path = Path(args.model).expanduser()
     model_spec = str(model_path.resolve()) if model_path.is_file() else args.model
     settings = replace(settings, model_spec=model_spec, resolved=resolved)
