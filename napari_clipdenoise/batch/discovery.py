@@ -289,9 +289,11 @@ def check_side_file(path: Path, role: str, jobs: list[Job], is_ours) -> str | No
     resolved = path.expanduser().resolve()
     if resolved.is_dir():
         return f"{role} {path} is a folder; give a file name, e.g. {path / 'report.json'}"
+    output_folders = {job.output.parent.resolve() for job in jobs if job.output is not None and not job.error}
     if not resolved.parent.is_dir():
-        return f"{role} {path}: the folder {resolved.parent} does not exist; create it first"
-    if not os.access(resolved.parent, os.W_OK):
+        if resolved.parent not in output_folders:  # an output folder this run creates is fine
+            return f"{role} {path}: the folder {resolved.parent} does not exist; create it first"
+    elif not os.access(resolved.parent, os.W_OK):
         return f"{role} {path}: the folder {resolved.parent} is not writable"
     for job in jobs:
         if job.input.resolve() == resolved or (job.input.is_dir() and resolved.is_relative_to(job.input.resolve())):

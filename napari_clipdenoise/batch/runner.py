@@ -211,7 +211,10 @@ def _delegate(job: Job, settings: BatchSettings, progress, record: FileRecord, s
         record.status, record.error = "interrupted", "interrupted; finished blocks are kept and a rerun resumes"
         raise
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-        record.error = f"{type(exc).__name__}: {exc}"
+        if is_write_error(exc):  # raised on a worker, re-raised here with its errno
+            record.error = write_error_message(exc, job.output) + "; finished blocks are kept and a rerun resumes"
+        else:
+            record.error = f"{type(exc).__name__}: {exc}"
     finally:
         record.seconds = round(time.perf_counter() - started, 3)
     return record
