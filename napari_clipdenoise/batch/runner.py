@@ -277,6 +277,14 @@ def _denoise_source(
         f"{source.path}: shape {source.shape} {source.dtype}, axes {_axes_line(record.axes, record.axes_source)},"
         f" {tiling}" + "".join(f"; {note}" for note in source.notes)
     )
+    factor = plan.tiles.pixel_factor
+    if factor > 4:  # e.g. --tile-size 256 with its derived 240 px overlap: a stride of 16 px
+        note = (
+            f"these tiles compute each pixel {factor:.0f} times (overlap {settings.options.effective_overlap} px);"
+            " a larger --tile-size, or a smaller --overlap, is much faster"
+        )
+        record.notes.append(note)
+        progress.message(f"{source.path}: {note}")
     detail = getattr(progress, "detail", None)  # callers' own progress objects may have only message/tiles_done
     if detail is not None:
         detail(

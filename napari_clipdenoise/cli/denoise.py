@@ -437,7 +437,7 @@ def _load_model(args, settings, *, resolve: bool):
     try:
         model = load_model(args.model)
     except (CheckpointError, ModelNotInstalledError) as exc:
-        raise CommandError(str(exc)) from exc
+        raise CommandError(cli_syntax(str(exc))) from exc
     model_path = Path(args.model).expanduser()
     model_spec = str(model_path.resolve()) if model_path.is_file() else args.model
     settings = replace(settings, model_spec=model_spec, resolved=resolved)
