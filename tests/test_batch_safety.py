@@ -380,6 +380,10 @@ def test_class7_declared_sizes_are_checked_before_allocation_and_a_huge_plane_sa
     assert "not a readable" not in png  # refused from its header, before any decoding
     assert "the zarr input declares 40,000,000,000 pixels" in records["huge.zarr"]["error"]
     assert "--max-pixels" in records["huge.zarr"]["error"]
+    handed = run(
+        ["denoise", folder / "huge.zarr", "-o", tmp_path / "o", "--model", gray_checkpoint, "--scheduler", "local:1"]
+    )
+    assert handed.returncode == 1 and "the zarr input declares 40,000,000,000 pixels" in handed.stderr  # dask path too
 
     # limit raised: the PNG now fails the memory check, the zarr plane says it does not fit (not "tile size")
     _png_header_only(folder / "bomb16.png", 60000, 60000)

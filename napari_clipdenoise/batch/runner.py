@@ -185,8 +185,13 @@ def _out_of_memory(source, record: FileRecord, settings: BatchSettings) -> str:
 
 def _delegate(job: Job, settings: BatchSettings, progress, record: FileRecord, started: float) -> FileRecord:
     """A zarr input with --scheduler: the dask engine reads, plans and writes it (resumably) itself."""
-    from .scale_out import denoise_zarr_distributed
+    from .scale_out import check_declared_size_of, denoise_zarr_distributed
 
+    try:
+        check_declared_size_of(job.input, settings.max_pixels)
+    except (UnreadableImageError, ValueError, OSError) as exc:
+        record.error = str(exc)
+        return record
     try:
         # the options as the user gave them: each worker resolves device and precision for its own hardware
         options = settings.options

@@ -22,6 +22,15 @@ def check_engine() -> None:
         raise RuntimeError(MISSING_MESSAGE.format(error=exc)) from exc
 
 
+def check_declared_size_of(source: Path, max_pixels) -> None:
+    """The declared-size limit (``--max-pixels``) for an input the dask engine will read (array or OME-Zarr level 0)."""
+    from ..distributed.store import open_input
+    from ..formats.base import check_declared_size
+
+    opened = open_input(str(source))
+    check_declared_size(opened.shape, opened.dtype, max_pixels, what="the zarr input")
+
+
 def denoise_zarr_distributed(
     source: Path, output: Path, model_spec: str, scheduler, options, *, axes=None, overwrite=False, progress=None
 ):
