@@ -24,11 +24,15 @@ def check_engine() -> None:
 
 def check_declared_size_of(source: Path, max_pixels) -> None:
     """The declared-size limit (``--max-pixels``) for an input the dask engine will read (array or OME-Zarr level 0)."""
-    from ..distributed.store import open_input
+    import zarr
+
     from ..formats.base import check_declared_size
 
-    opened = open_input(str(source))
-    check_declared_size(opened.shape, opened.dtype, max_pixels, what="the zarr input")
+    node = zarr.open(str(source), mode="r")
+    arrays = [node] if isinstance(node, zarr.Array) else [a for _, a in node.arrays()]
+    if arrays:  # an OME-Zarr group: its largest array is level 0, the one denoised
+        largest = max(arrays, key=lambda a: a.size)
+        check_declared_size(largest.shape, largest.dtype, max_pixels, what="the zarr input")
 
 
 def denoise_zarr_distributed(
