@@ -184,13 +184,15 @@ def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path, gray_checkpoint,
     failures = result.stderr.split("input(s) failed:")[1]
     assert f"{folder / 'corrupt.tif'}: not a readable TIFF file" in failures
     assert f"{folder / 'empty.tif'}: the file is empty (0 bytes)" in failures
-    assert f"{folder / 'notes.txt'}: unsupported file type .txt" in failures
-    assert "2 done, 0 skipped, 3 failed of 5" in result.stderr
+    # a file found in a folder that is not an image is listed as skipped, with the reason (issue 14)
+    assert f"skipped {folder / 'notes.txt'}: not an image (unsupported file type .txt" in result.stderr
+    assert "notes.txt" not in failures
+    assert "2 done, 1 skipped, 2 failed of 5" in result.stderr
     statuses = {Path(r["input"]).name: r["status"] for r in json.loads((tmp_path / "r.json").read_text())["files"]}
     assert statuses == {
         "corrupt.tif": "failed",
         "empty.tif": "failed",
-        "notes.txt": "failed",
+        "notes.txt": "skipped",
         "good1.png": "done",
         "good2.npy": "done",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import types
 
@@ -114,13 +115,16 @@ def test_scheduler_hands_zarr_inputs_to_denoise_zarr(tmp_path, rgb_checkpoint, m
 
     engine.denoise_zarr = denoise_zarr
     monkeypatch.setitem(sys.modules, "napari_clipdenoise.distributed", engine)
+    # the address is checked once before any work (issue 12): something must listen there
+    listener = socket.create_server(("127.0.0.1", 0))
+    address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
     argv = [
         "denoise",
         str(tmp_path / "v.zarr"),
         "--model",
         str(rgb_checkpoint),
         "--scheduler",
-        "tcp://127.0.0.1:8786",
+        address,
         "--tile-size",
         "64",
         "--overlap",
@@ -129,22 +133,23 @@ def test_scheduler_hands_zarr_inputs_to_denoise_zarr(tmp_path, rgb_checkpoint, m
         "fp32",
         "-q",
     ]
-    assert main(argv) == 0, capsys.readouterr().err
-    ((source, output, model, options),) = calls
+    with listener:
+        assert main(argv) == 0, capsys.readouterr().err
+        # a rerun is handed over again (the engine resumes unfinished blocks), --overwrite and --axes are passed on
+        assert main([*argv, "--overwrite", "--axes", "zyx"]) == 0
+    ((source, output, model, options), second) = calls
     assert (source, output, model) == (str(tmp_path / "v.zarr"), str(tmp_path / "v_denoised.zarr"), str(rgb_checkpoint))
     from napari_clipdenoise.inference.options import InferenceOptions
 
     assert options == {
-        "scheduler": "tcp://127.0.0.1:8786",
+        "scheduler": address,
         "axes": None,
         # as given: each worker resolves device, precision and batch size for its own hardware
         "options": InferenceOptions(tile_size=64, overlap=16, device="auto", precision="fp32"),
         "overwrite": False,
         "progress": options["progress"],
     }
-    # a rerun is handed over again (the engine resumes unfinished blocks), --overwrite and --axes are passed on
-    assert main([*argv, "--overwrite", "--axes", "zyx"]) == 0
-    assert calls[1][3]["overwrite"] is True and calls[1][3]["axes"] == "ZYX"
+    assert second[3]["overwrite"] is True and second[3]["axes"] == "ZYX"
 
 
 def test_models_import_from_an_http_url_on_loopback(rgb_checkpoint, capsys, isolated_model_cache):

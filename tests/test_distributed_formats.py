@@ -146,9 +146,15 @@ def test_constant_input_is_copied_and_outputs_are_guarded(tmp_path, small_input,
     assert denoise_zarr(str(small_input), str(other), str(gray_checkpoint), overwrite=True, **run)["complete"]
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.txt").write_text("precious")
-    with pytest.raises(FileExistsError, match="not a zarr store"):  # overwrite never deletes a non-zarr folder
+    with pytest.raises(FileExistsError, match="never replaced"):  # overwrite never deletes a non-zarr folder
         denoise_zarr(str(small_input), str(tmp_path / "mine"), str(gray_checkpoint), overwrite=True, **run)
     assert (tmp_path / "mine" / "thesis.txt").read_text() == "precious"
+    # nor someone else's zarr store (issue 12: only what this software wrote is ever replaced)
+    foreign = zarr.create_array(str(tmp_path / "theirs.zarr"), shape=(4, 4), chunks=(4, 4), dtype="uint8")
+    foreign[:] = 9
+    with pytest.raises(FileExistsError, match="not written by napari-clipdenoise"):
+        denoise_zarr(str(small_input), str(tmp_path / "theirs.zarr"), str(gray_checkpoint), overwrite=True, **run)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "theirs.zarr"), mode="r")[:], 9)
 
 
 def test_bad_inputs_say_what_to_do(tmp_path, small_input, gray_checkpoint):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -20,7 +21,38 @@ FLAGS = {
     "channels_last": "--channels-last",
     "units": "--units",
     "planes": "--planes",
+    "tta": "--tta",
+    "channels": "--channels",
+    "max_pixels": "--max-pixels",
+    "overwrite": "--overwrite",
+    "axes": "--axes",
+    "scheduler": "--scheduler",
 }
+
+_KEYWORD = re.compile(r"\b([a-z_]+)=(?:'([^']*)'|\"([^\"]*)\"|([\w.:,+-]+))")
+
+
+_BARE = re.compile(r"\b([a-z_]+)=(?=[\s),;]|$)")
+
+
+def cli_syntax(message: str) -> str:
+    """A message from the library in command-line words: ``precision='fp32'`` -> ``--precision fp32``.
+
+    Only the keyword spellings of options this command has (:data:`FLAGS`) are
+    rewritten; ``overwrite=True`` becomes ``--overwrite``.
+    """
+
+    def flag(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in FLAGS:
+            return match.group(0)
+        value = next(g for g in match.groups()[1:] if g is not None)
+        if value == "True" and name in ("overwrite", "tta"):
+            return FLAGS[name]
+        return f"{FLAGS[name]} {value}"
+
+    message = _KEYWORD.sub(flag, message)
+    return _BARE.sub(lambda m: FLAGS.get(m.group(1), m.group(0)), message)
 
 
 class CommandError(Exception):
@@ -29,7 +61,7 @@ class CommandError(Exception):
 
 def option_error(exc) -> CommandError:
     """An :class:`~napari_clipdenoise.inference.options.OptionError` as a usage error naming the flag."""
-    return CommandError(exc.render(FLAGS))
+    return CommandError(cli_syntax(exc.render(FLAGS)))
 
 
 class Terminated(KeyboardInterrupt):

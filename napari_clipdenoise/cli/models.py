@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from .common import EXIT_FAILED, EXIT_OK, CommandError
 
@@ -113,11 +114,24 @@ def command_models_list(args) -> int:
         state = f"installed ({installed_path(name)})" if name in installed else "not installed"
         print(f"  {name:<12} {entry.in_channels}-ch  {state}\n      {entry.description}\n      source: {entry.source}")
     for name in sorted(installed - set(REGISTRY)):
-        print(f"  {name:<12} installed ({installed_path(name)})")
+        print(f"  {name:<12} {_channels(installed_path(name))}  installed ({installed_path(name)})")
     if not installed:
         print("no model installed yet: clipdenoise models import PATH/TO/net_g_latest.pth --name gaussian15")
         print("  (online: clipdenoise models download gaussian15)")
     return EXIT_OK
+
+
+def _channels(path: Path) -> str:
+    """``N-ch`` from an installed file's project metadata, ``?-ch`` when it cannot be read."""
+    from ..errors import CheckpointError
+    from ..model.checkpoints import read_project_metadata
+
+    try:
+        metadata = read_project_metadata(path)
+    except (CheckpointError, OSError, ValueError):
+        return "?-ch"
+    channels = metadata.get("in_channels") or (metadata.get("config") or {}).get("in_channels")
+    return f"{channels}-ch" if isinstance(channels, int) else "?-ch"
 
 
 def command_models_info(args) -> int:
@@ -133,6 +147,9 @@ def command_models_info(args) -> int:
         _model_name(args.name, "info")
     entry = REGISTRY.get(args.name)
     path = parsed.path
+    given_file = parsed.kind == "file"
+    if given_file and entry is None:
+        print(f"{path}: a checkpoint file")
     if entry is not None:
         print(
             f"{entry.name}: {entry.description}\n  noise: {entry.noise}\n  channels: {entry.in_channels}"
@@ -144,7 +161,8 @@ def command_models_info(args) -> int:
         from ..errors import CheckpointError
         from ..model.checkpoints import file_sha256, read_project_metadata
 
-        print(f"  installed at: {path}\n  file sha256: {file_sha256(path)}")
+        where = "checkpoint file (not installed)" if given_file else "installed at"
+        print(f"  {where}: {path}\n  file sha256: {file_sha256(path)}")
         try:
             metadata = read_project_metadata(path)
         except CheckpointError as exc:
@@ -177,7 +195,7 @@ def command_models_import(args) -> int:
             input_scale=args.input_scale,
         )
     except (CheckpointError, FileExistsError, ValueError, OSError) as exc:
-        raise CommandError(str(exc)) from exc
+        raise CommandError(download_problem(exc, args.source) or str(exc)) from exc
     finally:
         close()
     print(f"installed {args.name!r} at {target}")
@@ -255,6 +273,45 @@ def command_models_export(args) -> int:
         print(line, file=sys.stderr)
     print(f"exported {args.name!r} as {args.format} to {written.path}")
     return EXIT_OK
+
+
+def download_problem(exc: BaseException, source: str) -> str | None:
+    """A failed download of ``source`` in words (not a bare ``<urlopen error ...>``), or None if it was no download."""
+    import socket
+    import ssl
+    import urllib.error
+    import urllib.parse
+
+    if urllib.parse.urlparse(str(source)).scheme.lower() not in ("http", "https"):
+        return None
+    seen, reason = set(), exc
+    while reason is not None and id(reason) not in seen:  # the urllib error may be wrapped by the installer
+        seen.add(id(reason))
+        if isinstance(reason, (urllib.error.URLError, OSError)):
+            break
+        reason = reason.__cause__ or reason.__context__
+    if reason is None:
+        return None
+    if isinstance(reason, urllib.error.HTTPError):
+        what = f"the server answered HTTP {reason.code} ({reason.reason})"
+        if reason.code == 404:
+            what += "; check the address"
+    else:
+        cause = reason.reason if isinstance(reason, urllib.error.URLError) else reason
+        host = urllib.parse.urlsplit(str(source)).netloc
+        if isinstance(cause, ConnectionRefusedError):
+            what = f"the connection to {host} was refused (no server answers there)"
+        elif isinstance(cause, socket.gaierror):
+            what = f"the host name in {host} could not be resolved (no network, or a typo in the address)"
+        elif isinstance(cause, (TimeoutError, socket.timeout)):
+            what = f"the connection to {host} timed out"
+        elif isinstance(cause, ssl.SSLError):
+            what = f"the secure connection to {host} failed ({getattr(cause, 'reason', None) or cause})"
+        elif isinstance(cause, OSError) and cause.strerror:
+            what = f"{cause.strerror.lower()} while talking to {host}"
+        else:
+            return None
+    return f"could not download {source}: {what}; nothing was installed"
 
 
 def command_models_path(args) -> int:

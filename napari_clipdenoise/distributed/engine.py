@@ -37,7 +37,7 @@ from .worker import BlockJob, run_block
 
 logger = logging.getLogger(__name__)
 
-JOB_VERSION = 2
+JOB_VERSION = 3  # 3: the identity holds the input's content signature
 #: Times dask re-runs a block task that raised (a killed worker is rescheduled by dask anyway).
 DEFAULT_RETRIES = 2
 #: Options that do not change the pixels written, left out of the job identity (a job may resume elsewhere).
@@ -232,11 +232,19 @@ def _resolve_model(model) -> tuple[object, str, str]:
 
 
 def _check_not_input(output: Path, source: InputSource) -> None:
-    for path in source.local_paths():
-        if output == path or output in path.parents or path in output.parents:
-            raise ValueError(
-                f"output_path {output} is the input {path} or inside/around it; write the result to another folder"
-            )
+    """The rule every face shares (``formats.safety.check_not_input``): never into, onto or around the input."""
+    from ..formats.safety import check_not_input
+
+    check_not_input(output, source.local_paths())
+
+
+def _input_content(source: InputSource) -> dict | None:
+    """Size and modification time of every file of the input array (a resumed job must read the same data)."""
+    from ..formats.safety import input_signature
+
+    if source.location is None:
+        return None  # a dask array: its name is already a hash of its content and graph
+    return input_signature(Path(source.location.root) / source.location.path)
 
 
 def _fingerprint(record: dict) -> str:
@@ -321,6 +329,11 @@ def denoise_zarr(
             f"{options.planes!r} is not available in the block-wise dask engine (its blocks are XY tiles);"
             " use planes='xy' here, or denoise the volume without a scheduler",
         )
+    if options.tta:
+        raise ValueError(
+            "test-time augmentation (tta) is not available in the dask block engine: each block would need the"
+            " whole image's transformed tiles; denoise without tta, or the whole image with denoise()"
+        )
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     from ..inference.tiling import as_cancel_check
@@ -349,6 +362,7 @@ def denoise_zarr(
     identity = {
         "version": JOB_VERSION,
         "input": source.description if source.is_zarr else f"dask array {source.array.name}",
+        "input_content": _input_content(source),
         "shape": list(shape),
         "dtype": str(source.dtype),
         "axes": layout.axes,
@@ -412,6 +426,14 @@ def _prepare_output(output: Path, state: JobState, fingerprint: str, identity: d
     if not output.exists():
         return None
     if overwrite:
+        from ..formats.safety import is_clipdenoise_output
+
+        empty_folder = output.is_dir() and not any(output.iterdir())
+        if not empty_folder and not is_clipdenoise_output(output):
+            raise FileExistsError(
+                f"{output} exists and was not written by napari-clipdenoise; it is never replaced, not even"
+                " with overwrite=True: remove it yourself or choose another output path"
+            )
         logger.info("removing the earlier output %s (overwrite=True)", output)
         remove_output(output)
         return None
@@ -426,6 +448,11 @@ def _prepare_output(output: Path, state: JobState, fingerprint: str, identity: d
     if record.get("fingerprint") != fingerprint:
         earlier = record.get("identity", {})
         changed = sorted(k for k in set(earlier) | set(identity) if earlier.get(k) != identity.get(k))
+        if "input_content" in changed and earlier.get("input_content") is not None:
+            raise FileExistsError(
+                f"the input changed since {output} was started (the sizes or times of its files differ), so the"
+                " blocks already written would mix old and new data; pass overwrite=True to start over"
+            )
         raise FileExistsError(
             f"{output} holds a different job (changed: {', '.join(changed) or 'format'}); pass overwrite=True to"
             " start over, or choose another output path"

@@ -15,6 +15,7 @@ import numpy as np
 
 from .base import ImageSource, OutputSink, UnreadableImageError
 from .provenance import PROVENANCE_KEY
+from .safety import reserve_space
 
 
 # ----------------------------------------------------------------------------- NPY
@@ -33,6 +34,11 @@ class NpySink(OutputSink):
 
     def __init__(self, temporary: Path, shape, dtype):
         self.array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.dtype(dtype), shape=tuple(shape))
+        try:
+            reserve_space(temporary)  # a full disk fails here, not with SIGBUS while the map is filled
+        except BaseException:
+            self.abort()
+            raise
 
     def finish(self, result) -> None:
         self.array.flush()
@@ -104,9 +110,12 @@ def read_zarr(path: Path) -> ImageSource:
 class ZarrSink(OutputSink):
     """A zarr array with the input's layout, created in the temporary folder and filled by the core."""
 
-    def __init__(self, temporary: Path, source: ImageSource, shape, dtype, provenance: dict):
+    def __init__(self, temporary: Path, source: ImageSource, shape, dtype, provenance: dict, axes: str | None = None):
         import zarr
 
+        if source.kind != "zarr":  # written as zarr from another format: one chunk per plane, up to 1024 x 1024
+            self.array = _new_zarr(temporary, shape, dtype, provenance, axes or source.axes)
+            return
         src = source.info["array"]
         attributes = dict(src.attrs)
         attributes[PROVENANCE_KEY] = provenance
@@ -128,6 +137,31 @@ class ZarrSink(OutputSink):
 
     def finish(self, result) -> None:
         self.array = None
+
+
+def _new_zarr(temporary: Path, shape, dtype, provenance: dict, axes: str | None):
+    import zarr
+
+    shape = tuple(int(s) for s in shape)
+    chunks = [1] * len(shape)
+    if axes and len(axes) == len(shape):
+        for index, letter in enumerate(axes):
+            if letter in "YX":
+                chunks[index] = min(shape[index], 1024)
+            elif letter in "CS":
+                chunks[index] = shape[index]
+    else:
+        chunks[-2:] = [min(s, 1024) for s in shape[-2:]]
+    names = tuple(letter.lower() for letter in axes) if axes and len(axes) == len(shape) else None
+    return zarr.create_array(
+        store=str(temporary),
+        shape=shape,
+        dtype=np.dtype(dtype),
+        chunks=tuple(chunks),
+        fill_value=0,
+        dimension_names=names,
+        attributes=json.loads(json.dumps({PROVENANCE_KEY: provenance}, default=str)),
+    )
 
 
 def read_zarr_provenance(path: Path) -> dict | None:

@@ -28,6 +28,78 @@ class MissingExtraError(UnreadableImageError, ImportError):
         super().__init__(f'{what} needs {package}, which is not installed: pip install "napari-clipdenoise[{extra}]"')
 
 
+class ImageTooLargeError(UnreadableImageError):
+    """The file declares more pixels than the limit (``max_pixels``), or more than memory holds to decode it."""
+
+
+#: Default limit on the pixels (all axes, channels included) one input may declare; raise it per call.
+DEFAULT_MAX_PIXELS = 2**34
+#: The default limit for PNG/JPEG, which are decoded whole in memory (Pillow's own decompression-bomb limit).
+DEFAULT_MAX_DECODED_PIXELS = 2 * 89_478_485
+
+
+def check_declared_size(shape, dtype, max_pixels: int | None, *, what: str = "the image") -> None:
+    """Raise ImageTooLargeError when ``shape`` has more than ``max_pixels`` elements (None: no limit).
+
+    Called with the size a file declares in its header, before anything of that
+    size is allocated, decoded or written.
+    """
+    if max_pixels is None:
+        return
+    count = 1
+    for size in shape:
+        count *= int(size)
+    if count > max_pixels:
+        nbytes = count * np.dtype(dtype).itemsize
+        raise ImageTooLargeError(
+            f"{what} declares {count:,} pixels (shape {tuple(int(s) for s in shape)}, {readable_size(nbytes)} as"
+            f" {np.dtype(dtype)}), more than the limit of {max_pixels:,}; if the file really is that large,"
+            f" raise the limit, e.g. max_pixels={_suggest(count)}"
+        )
+
+
+def check_decodable(shape, dtype, *, what: str, factor: float = 2.0) -> None:
+    """Raise ImageTooLargeError when decoding ``shape`` in memory (``factor`` copies) needs more than is free."""
+    count = 1
+    for size in shape:
+        count *= int(size)
+    needed = int(count * np.dtype(dtype).itemsize * factor)
+    free = available_memory()
+    if free is not None and needed > free:
+        raise ImageTooLargeError(
+            f"{what} of {tuple(int(s) for s in shape)} px must be decoded in memory ({readable_size(needed)}),"
+            f" more than this machine has available ({readable_size(free)}); convert it to TIFF or zarr,"
+            " which are read plane by plane"
+        )
+
+
+def _suggest(count: int) -> int:
+    power = max(30, (count - 1).bit_length())
+    return 2**power
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: MemAvailable, lowered by an address-space limit; None if unknown."""
+    available = None
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            available = soft if available is None else min(available, soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    return available
+
+
 @dataclass
 class ImageSource:
     """One opened input image.

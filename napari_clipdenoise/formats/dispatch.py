@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .base import ImageSource, OutputSink, UnreadableImageError, UnsupportedFormatError
+from .base import (
+    DEFAULT_MAX_PIXELS,
+    ImageSource,
+    OutputSink,
+    UnreadableImageError,
+    UnsupportedFormatError,
+    check_declared_size,
+)
 
 _SUFFIX_KINDS = {
     ".tif": "tiff",
@@ -24,6 +31,8 @@ _SUFFIX_KINDS = {
 #: Extensions the batch mode reads, for help texts and error messages.
 SUPPORTED_EXTENSIONS = tuple(sorted(_SUFFIX_KINDS))
 OUTPUT_SUFFIX = "_denoised"
+#: Output kinds a result can be written as (``--output-format``), with the extension each gets.
+OUTPUT_EXTENSIONS = {"tiff": ".tif", "png": ".png", "jpeg": ".jpg", "npy": ".npy", "zarr": ".zarr"}
 
 
 def split_name(path: Path) -> tuple[str, str]:
@@ -74,35 +83,59 @@ def format_of(path: Path) -> str:
     return kind
 
 
-def output_name(path: Path) -> str:
-    """``<stem>_denoised.<ext>`` for an input path (``<name>_denoised`` for a DICOM series folder)."""
-    if path.is_dir() and not split_name(path)[1].lower().endswith(".zarr"):
-        return f"{path.name}{OUTPUT_SUFFIX}"
+def output_name(path: Path, *, suffix: str = OUTPUT_SUFFIX, kind: str | None = None) -> str:
+    """``<stem><suffix>.<ext>`` for an input path; ``kind`` (e.g. ``"tiff"``) changes the extension.
+
+    A DICOM series folder becomes ``<name><suffix>`` (a folder of the same kind).
+    """
+    if path.is_dir() and not split_name(path)[1].lower().endswith(".zarr") and kind in (None, "dicom"):
+        return f"{path.name}{suffix}"
     stem, extension = split_name(path)
-    return f"{stem}{OUTPUT_SUFFIX}{extension}"
+    if kind is not None and _SUFFIX_KINDS.get(Path(extension).suffix.lower()) != kind:
+        extension = OUTPUT_EXTENSIONS[kind]
+    return f"{stem}{suffix}{extension}"
 
 
-def looks_like_output(path: Path) -> bool:
-    """Whether a file found in a folder is itself a result (``*_denoised.*`` or its sidecar)."""
+def looks_like_output(path: Path, *, suffix: str = OUTPUT_SUFFIX) -> bool:
+    """Whether a file found in a folder is itself a result (``*<suffix>.*`` or its sidecar)."""
+    if not suffix:
+        return False
     name = path.name
-    if name.endswith(".json") and OUTPUT_SUFFIX + "." in name:
+    if name.endswith(".json") and suffix + "." in name:
         return True
-    return split_name(path)[0].endswith(OUTPUT_SUFFIX) or name.endswith(OUTPUT_SUFFIX)
+    return split_name(path)[0].endswith(suffix) or name.endswith(suffix)
 
 
-def open_source(path: Path) -> ImageSource:
-    """Open an input lazily; raise UnsupportedFormatError or UnreadableImageError with the reason."""
+def open_source(path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageSource:
+    """Open an input lazily; raise UnsupportedFormatError or UnreadableImageError with the reason.
+
+    ``max_pixels``: the most pixels the file may declare (None: no limit); checked
+    before anything of that size is allocated (:class:`~.base.ImageTooLargeError`).
+    """
     kind = format_of(path)
     if path.is_file() and path.stat().st_size == 0:
         raise UnreadableImageError("the file is empty (0 bytes)")
+    source = _open(path, kind, max_pixels)
+    try:
+        check_declared_size(source.shape, source.dtype, max_pixels, what=f"the {_LABELS.get(kind, kind)} input")
+    except UnreadableImageError:
+        source.close()
+        raise
+    return source
+
+
+_LABELS = {"tiff": "TIFF", "png": "PNG", "jpeg": "JPEG", "npy": "NPY"}
+
+
+def _open(path: Path, kind: str, max_pixels) -> ImageSource:
     if kind == "tiff":
         from .tiff import read_tiff
 
-        return read_tiff(path)
+        return read_tiff(path, max_pixels=max_pixels)
     if kind in ("png", "jpeg"):
         from .raster import read_raster
 
-        return read_raster(path, kind)
+        return read_raster(path, kind, max_pixels=max_pixels)
     if kind == "npy":
         from .arrays import read_npy
 
@@ -120,43 +153,66 @@ def open_source(path: Path) -> ImageSource:
     return read_zarr(path)
 
 
-def check_output_dtype(source: ImageSource, dtype) -> None:
-    """Raise ValueError when the output format cannot hold ``dtype`` (before any pixel is computed)."""
+def check_output_dtype(source: ImageSource, dtype, *, kind: str | None = None, axes: str | None = None) -> None:
+    """Raise ValueError when the output format (``kind``, default the input's) cannot hold the result.
+
+    Checked before any pixel is computed: PNG holds uint8/uint16 and JPEG uint8
+    images that are 2D grey or have colour samples last.
+    """
     import numpy as np
 
     from .raster import JPEG_DTYPES, PNG_DTYPES
 
-    allowed = {"png": PNG_DTYPES, "jpeg": JPEG_DTYPES}.get(source.kind)
-    if allowed is not None and np.dtype(dtype) not in allowed:
+    kind = kind or source.kind
+    allowed = {"png": PNG_DTYPES, "jpeg": JPEG_DTYPES}.get(kind)
+    if allowed is None:
+        return
+    if np.dtype(dtype) not in allowed:
         names = " or ".join(str(d) for d in allowed)
-        raise ValueError(f"{source.kind.upper()} files hold {names} pixels, not {np.dtype(dtype)}; drop --output-dtype")
+        hint = "drop --output-dtype" if kind == source.kind else "choose another --output-format, e.g. tif"
+        raise ValueError(f"{kind.upper()} files hold {names} pixels, not {np.dtype(dtype)}; {hint}")
+    shape = source.shape
+    samples = {"png": (2, 3, 4), "jpeg": (3,)}[kind]
+    flat = len(shape) == 2 or (len(shape) == 3 and shape[-1] in samples and (axes is None or axes[-1] in "CS"))
+    if not flat:
+        raise ValueError(
+            f"{kind.upper()} files hold one 2D image (grey or colour samples last), not shape {shape}"
+            f"{f' (axes {axes})' if axes else ''}; choose --output-format tif, npy or zarr"
+        )
 
 
-def open_sink(source: ImageSource, temporary: Path, shape, dtype, provenance: dict) -> OutputSink:
-    """Create the output for ``source`` at ``temporary`` (same format, given shape and dtype)."""
-    if source.kind == "tiff":
+def open_sink(
+    source: ImageSource, temporary: Path, shape, dtype, provenance: dict, *, kind: str | None = None, axes=None
+) -> OutputSink:
+    """Create the output for ``source`` at ``temporary`` (its format, or ``kind``; given shape and dtype).
+
+    ``axes`` (the resolved axis letters) describe the output when it is written
+    in another format than the input's (``kind``).
+    """
+    kind = kind or source.kind
+    if kind == "tiff":
         from .tiff import TiffSink
 
-        return TiffSink(temporary, source, shape, dtype, provenance)
-    if source.kind in ("png", "jpeg"):
+        return TiffSink(temporary, source, shape, dtype, provenance, axes=axes)
+    if kind in ("png", "jpeg"):
         from .raster import RasterSink
 
-        return RasterSink(temporary, source, dtype, provenance)
-    if source.kind == "npy":
+        return RasterSink(temporary, source, dtype, provenance, kind=kind)
+    if kind == "npy":
         from .arrays import NpySink
 
         return NpySink(temporary, shape, dtype)
-    if source.kind == "dicom":
+    if kind == "dicom":
         from .dicom import DicomSink
 
         return DicomSink(temporary, source, shape, dtype, provenance)
-    if source.kind == "nifti":
+    if kind == "nifti":
         from .nifti import NiftiSink
 
         return NiftiSink(temporary, source, shape, dtype, provenance)
     from .arrays import ZarrSink
 
-    return ZarrSink(temporary, source, shape, dtype, provenance)
+    return ZarrSink(temporary, source, shape, dtype, provenance, axes=axes)
 
 
 def read_provenance(path: Path) -> dict | None:
@@ -192,6 +248,7 @@ def read_provenance(path: Path) -> dict | None:
 
 
 __all__ = [
+    "OUTPUT_EXTENSIONS",
     "SUPPORTED_EXTENSIONS",
     "ImageSource",
     "OutputSink",

@@ -21,7 +21,9 @@ PROVENANCE_KEY = "clipdenoise_provenance"
 OME_NAMESPACE = "napari-clipdenoise/provenance"
 
 
-def build_provenance(model_info: dict, parameters: dict, *, source: str, input_shape, input_dtype, axes: str) -> dict:
+def build_provenance(
+    model_info: dict, parameters: dict, *, source: str, input_shape, input_dtype, axes: str, signature=None
+) -> dict:
     """A JSON-serialisable record of how one output was made.
 
     Parameters
@@ -34,8 +36,11 @@ def build_provenance(model_info: dict, parameters: dict, *, source: str, input_s
         The input file.
     input_shape, input_dtype, axes
         What was read and how its axes were understood.
+    signature : dict, optional
+        What identifies the input's content (resolved path, size, modification
+        time), so a rerun can tell whether this output still belongs to it.
     """
-    return {
+    record = {
         "software": "napari-clipdenoise",
         "version": __version__,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -49,6 +54,9 @@ def build_provenance(model_info: dict, parameters: dict, *, source: str, input_s
             "axes": axes,
         },
     }
+    if signature is not None:
+        record["input"]["signature"] = dict(signature)
+    return record
 
 
 def to_json(provenance: dict) -> str:

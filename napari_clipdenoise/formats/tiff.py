@@ -10,14 +10,25 @@ larger than 2 GB are BigTIFF (except ImageJ files, which ImageJ reads only as cl
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .base import IN_MEMORY_BYTES, ImageSource, OutputSink, UnreadableImageError
+from .base import (
+    DEFAULT_MAX_PIXELS,
+    IN_MEMORY_BYTES,
+    ImageSource,
+    OutputSink,
+    UnreadableImageError,
+    check_declared_size,
+)
 from .provenance import OME_NAMESPACE, PROVENANCE_KEY, to_json
+from .safety import reserve_space
 
 BIGTIFF_BYTES = 2**31 - 2**25  # leave room for tags and descriptions below 2 GiB
 IMAGEJ_DTYPES = {np.dtype(t) for t in ("uint8", "uint16", "int16", "float32")}
@@ -77,7 +88,16 @@ def _ome_metadata(xml: str) -> dict:
     return kept
 
 
-def read_tiff(path: Path) -> ImageSource:
+def read_tiff(path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageSource:
+    """Open the first series of a TIFF; its declared shape is checked against ``max_pixels`` before reading."""
+    notes: list[str] = []
+    with _tifffile_log(notes):
+        source = _read_tiff(path, max_pixels, notes)
+    source.notes = notes
+    return source
+
+
+def _read_tiff(path: Path, max_pixels, notes: list[str]) -> ImageSource:
     import tifffile
 
     try:
@@ -91,6 +111,7 @@ def read_tiff(path: Path) -> ImageSource:
         page = series.keyframe
         shape = tuple(series.shape)
         dtype = np.dtype(series.dtype)
+        check_declared_size(shape, dtype, max_pixels, what="the TIFF file")
         flavour = "ome" if tif.is_ome else "imagej" if tif.is_imagej else "plain"
         info: dict = {
             "flavour": flavour,
@@ -101,7 +122,6 @@ def read_tiff(path: Path) -> ImageSource:
             "resolution": tuple(float(r) for r in page.resolution) if "XResolution" in page.tags else None,
             "resolutionunit": int(page.resolutionunit) if "ResolutionUnit" in page.tags else None,
         }
-        notes = []
         if len(tif.series) > 1:
             notes.append(f"the file has {len(tif.series)} image series; only the first is denoised")
         if len(series.levels) > 1:
@@ -125,6 +145,11 @@ def read_tiff(path: Path) -> ImageSource:
         data = None
         closer = tif.close
         if nbytes > IN_MEMORY_BYTES and series.dataoffset is not None:
+            if series.dataoffset + nbytes > path.stat().st_size:  # a map past the end would SIGBUS when read
+                raise UnreadableImageError(
+                    f"the TIFF file is truncated: its image data needs {series.dataoffset + nbytes} bytes,"
+                    f" the file has {path.stat().st_size}"
+                )
             try:
                 data = tifffile.memmap(path, series=0, mode="r")
                 if tuple(data.shape) != shape:
@@ -157,11 +182,13 @@ def read_tiff(path: Path) -> ImageSource:
 class TiffSink(OutputSink):
     """A TIFF output memory-mapped while the core fills it, or written at once (compressed inputs)."""
 
-    def __init__(self, temporary: Path, source: ImageSource, shape, dtype, provenance: dict):
+    def __init__(self, temporary: Path, source: ImageSource, shape, dtype, provenance: dict, axes: str | None = None):
         self.temporary = temporary
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
         self.notes: list[str] = []
+        if source.kind != "tiff":
+            source = _as_tiff_source(source, axes or source.axes, self.shape)
         self.kwargs = self._write_options(source, provenance)
         self.compression = None
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
@@ -183,7 +210,8 @@ class TiffSink(OutputSink):
                 kwargs["resolutionunit"] = info["resolutionunit"]
         flavour = info.get("flavour", "plain")
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        if flavour == "imagej" and self.dtype in IMAGEJ_DTYPES:
+        imagej_axes = axes is not None and _imagej_order(axes)
+        if flavour == "imagej" and self.dtype in IMAGEJ_DTYPES and imagej_axes:
             metadata = dict(info.get("imagej_metadata", {}))
             properties = dict(metadata.get("Properties") or {})
             properties[PROVENANCE_KEY] = to_json(provenance)
@@ -191,7 +219,9 @@ class TiffSink(OutputSink):
             metadata["axes"] = axes
             kwargs.update(imagej=True, metadata=metadata)
             return kwargs
-        if flavour == "imagej":
+        if flavour == "imagej" and not imagej_axes:
+            self.notes.append(f"ImageJ cannot hold axes {axes}: written as a plain TIFF with the same axes")
+        elif flavour == "imagej":
             self.notes.append(f"ImageJ cannot hold {self.dtype}: written as a plain TIFF with the same axes")
         if flavour == "ome":
             metadata = dict(info.get("ome_metadata", {}))
@@ -213,41 +243,106 @@ class TiffSink(OutputSink):
         import tifffile
 
         try:
-            return tifffile.memmap(self.temporary, shape=self.shape, dtype=self.dtype, **self.kwargs)
+            array = tifffile.memmap(self.temporary, shape=self.shape, dtype=self.dtype, **self.kwargs)
+        except OSError:
+            raise
         except Exception:
             if "metadata" not in self.kwargs or not self.kwargs.get("ome"):
                 raise
             metadata = self.kwargs["metadata"]
             self.kwargs["metadata"] = {k: metadata[k] for k in ("axes", "MapAnnotation")}
             self.temporary.unlink(missing_ok=True)
-            return tifffile.memmap(self.temporary, shape=self.shape, dtype=self.dtype, **self.kwargs)
+            array = tifffile.memmap(self.temporary, shape=self.shape, dtype=self.dtype, **self.kwargs)
+        try:
+            reserve_space(self.temporary)  # a full disk fails here, not with SIGBUS while the map is filled
+        except BaseException:
+            _close_memmap(array)
+            raise
+        return array
 
     def finish(self, result) -> None:
         import tifffile
 
         if self.array is not None:
             self.array.flush()
-            mm = getattr(self.array, "_mmap", None)
-            self.array = None
-            if mm is not None:
-                mm.close()
+            array, self.array = self.array, None
+            _close_memmap(array)
             return
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _tifffile_log(self.notes):
             warnings.simplefilter("ignore", DeprecationWarning)
             tifffile.imwrite(self.temporary, np.asarray(result), compression=self.compression, **self.kwargs)
 
     def abort(self) -> None:
-        mm = getattr(self.array, "_mmap", None) if self.array is not None else None
-        self.array = None
-        if mm is not None:
-            mm.close()
+        array, self.array = self.array, None
+        if array is not None:
+            _close_memmap(array)
+
+
+def _imagej_order(axes: str) -> bool:
+    """Whether ImageJ can store ``axes``: letters of TZCYXS only, in that order."""
+    order = "TZCYXS"
+    return all(letter in order for letter in axes) and list(axes) == sorted(axes, key=order.index)
+
+
+def _close_memmap(array) -> None:
+    mm = getattr(array, "_mmap", None)
+    if mm is not None:
+        mm.close()
+
+
+def _as_tiff_source(source: ImageSource, axes: str | None, shape) -> ImageSource:
+    """A stand-in TIFF description for a result written as TIFF from another format (PNG, NPY, zarr...)."""
+    axes = axes or ("YX" if len(shape) == 2 else None)
+    samples = axes is not None and axes.endswith("S") and shape[-1] in (2, 3, 4)
+    series_axes = axes.replace("C", "S") if samples else axes
+    info = {
+        "flavour": "plain",
+        "series_axes": series_axes,
+        "photometric": 2 if samples and shape[-1] in (3, 4) else 1,
+        "planarconfig": 1,
+        "compression": 1,
+        "resolution": None,
+        "resolutionunit": None,
+    }
+    dpi = source.info.get("dpi")
+    if dpi:
+        info["resolution"], info["resolutionunit"] = (float(dpi[0]), float(dpi[1])), 2  # inches
+    return ImageSource(source.path, "tiff", source.data, axes, source.axes_source, info)
+
+
+@contextlib.contextmanager
+def _tifffile_log(notes: list[str]):
+    """Collect what tifffile logs (warnings about odd tags, metadata...) as notes instead of raw stderr lines."""
+    logger = logging.getLogger("tifffile")
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            text = re.sub(r"^<tifffile\.\w+ '[^']*'>\s*", "", record.getMessage().strip())
+            note = f"the TIFF reader/writer (tifffile) reported: {text}"
+            if text and note not in notes:
+                notes.append(note)
+
+    handler = Collect(logging.WARNING)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for warning in caught:
+            if not issubclass(warning.category, DeprecationWarning):
+                handler.emit(logging.makeLogRecord({"msg": str(warning.message), "levelno": logging.WARNING}))
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def read_provenance(path: Path) -> dict | None:
     """The provenance stored in a TIFF written by :class:`TiffSink` (for tests and users)."""
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with _tifffile_log([]), tifffile.TiffFile(path) as tif:
         if tif.is_imagej:
             text = (tif.imagej_metadata or {}).get("Properties", {}).get(PROVENANCE_KEY)
             return json.loads(text) if text else None

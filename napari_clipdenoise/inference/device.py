@@ -28,13 +28,17 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     resolved = torch.device(name)
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise OptionError("device", f"{name!r} was asked for but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+            raise OptionError(
+                "device", f"{name!r} was asked for but torch sees no CUDA GPU; use device='cpu' or device='auto'"
+            )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise OptionError(
                 "device", f"{name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
             )
     if resolved.type == "mps" and not _mps_available():
-        raise OptionError("device", f"{name!r} was asked for but Apple MPS is not available; use 'cpu' or 'auto'")
+        raise OptionError(
+            "device", f"{name!r} was asked for but Apple MPS is not available; use device='cpu' or device='auto'"
+        )
     return resolved
 
 

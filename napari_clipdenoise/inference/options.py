@@ -155,6 +155,19 @@ def _planes(value) -> str:
     return name
 
 
+def _channel_list(value) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    items = (value,) if isinstance(value, numbers.Integral) else value
+    try:
+        chosen = tuple(items)
+    except TypeError:
+        chosen = ()
+    if not chosen or not all(_whole(c, 0) for c in chosen) or len(set(chosen)) != len(chosen):
+        raise OptionError("channels", f"must be None or distinct channel indices >= 0 such as (0, 2), got {value!r}")
+    return tuple(sorted(int(c) for c in chosen))
+
+
 def _dtype_name(value) -> str | None:
     if value is None:
         return None
@@ -215,6 +228,13 @@ class InferenceOptions:
         ``"xy"`` (default): a volume is denoised XY plane by plane. ``"ortho"``: the
         XY, XZ and YZ planes of every Z x Y x X volume are denoised and averaged in
         float32 (needs a Z axis; see ``inference/ortho.py`` for its memory bounds).
+    tta : bool
+        Test-time augmentation: average the network's outputs over the eight
+        flips/rotations of each plane (in float32, each tiled like a normal run);
+        eight times the compute, one float32 plane of extra memory.
+    channels : tuple of int or None
+        Indices along the channel axis to denoise; the others are copied unchanged.
+        None denoises every channel (an alpha channel is always copied).
     """
 
     tile_size: int | tuple[int, int] | None = DEFAULT_TILE_SIZE
@@ -229,6 +249,8 @@ class InferenceOptions:
     pad_multiple: int = ALIGN
     units: str | None = None
     planes: str = "xy"
+    tta: bool = False
+    channels: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         tile = _tile_pair(self.tile_size)
@@ -261,6 +283,9 @@ class InferenceOptions:
             raise OptionError("pad_multiple", f"must be a positive multiple of {ALIGN}, got {self.pad_multiple!r}")
         object.__setattr__(self, "units", _units(self.units))
         object.__setattr__(self, "planes", _planes(self.planes))
+        if not isinstance(self.tta, bool):
+            raise OptionError("tta", f"must be True or False, got {self.tta!r}")
+        object.__setattr__(self, "channels", _channel_list(self.channels))
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -324,7 +349,9 @@ class ResolvedOptions:
 
     def describe(self) -> str:
         """One line for logs and the command line's header."""
-        tile = "whole plane" if self.tile_size is None else f"tiles {self.tile_size} px, overlap {self.overlap} px"
+        tile = (
+            "whole plane" if self.tile_size is None else f"tiles up to {self.tile_size} px, overlap {self.overlap} px"
+        )
         return f"{self.device}, {self.precision}, {tile}, batch {self.batch_size}"
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DenoiseCancelled
 from .axes import AxesLayout, guess_axes, parse_axes
-from .normalize import IntensityRange, estimate_range, sample_planes, to_dtype
+from .normalize import IntensityRange, clip_note, estimate_range, sample_planes, to_dtype
 from .options import InferenceOptions, OptionError
 from .runners import check_window, family_notes, family_of, plane_runner, steps_per_plane
 from .scale_fit import WARNING, scale_warnings
@@ -70,10 +70,11 @@ class DenoisePlan:
     output_dtype: np.dtype
     options: InferenceOptions
     shape: tuple[int, ...] = ()
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # a run appends what it finds (e.g. float16 clipping)
     family: str = "clip"
-    steps_per_plane: int = 0  # progress units per channel group and plane (runners.steps_per_plane)
+    steps_per_plane: int = 0  # progress units per channel group and plane (runners.steps_per_plane; TTA included)
     ortho: object = None  # an ortho.OrthoPlan when options.planes == "ortho"
+    rotated_tiles: TilePlan | None = None  # test-time augmentation: the tiles of the plane turned by 90 degrees
 
     @property
     def tiles_per_plane(self) -> int:
@@ -237,15 +238,27 @@ def plan_denoise(
         )
     elif rgb and channel_count not in (3, 4):
         raise ValueError(f"rgb=True needs a channel axis of 3 or 4 samples, got {channel_count} (axes {layout.axes})")
+    sample_axis = layout.channel is not None and layout.axes[layout.channel] == "S"
     if rgb and in_channels == 3:
         groups = [ChannelGroup((0, 1, 2))]
         passthrough = (3,) if channel_count == 4 else ()
         notes.append("RGB channels denoised together" + (", alpha copied unchanged" if passthrough else ""))
+    elif rgb and channel_count == 4:  # RGBA with a one-channel model: colours one by one, alpha as it is
+        groups = [ChannelGroup((c,)) for c in range(3)]
+        passthrough = (3,)
+        notes.append("RGB channels denoised one by one, alpha copied unchanged")
+    elif sample_axis and channel_count == 2:  # grey + alpha samples (PNG LA, TIFF with an extra sample)
+        groups = [ChannelGroup((0,), replicate=in_channels == 3)]
+        passthrough = (1,)
+        notes.append("grey denoised, alpha copied unchanged")
     else:
         groups = [ChannelGroup((c,), replicate=in_channels == 3) for c in range(channel_count)]
         passthrough = ()
         if channel_count > 1:
             notes.append(f"{channel_count} channels denoised one by one")
+    if options.channels is not None:
+        groups, passthrough = _select_channels(groups, options.channels, channel_count, in_channels, layout)
+        notes.append(f"channels {', '.join(map(str, options.channels))} denoised, the others copied unchanged")
 
     plane_indices = list(itertools.product(*(range(shape[a]) for a in layout.planes)))
     model_scale = _model_scale(model)
@@ -279,6 +292,18 @@ def plan_denoise(
             f"tiles of {tiles.tile_height} x {tiles.tile_width} px with a {options.effective_overlap} px overlap compute"
             f" each pixel {tiles.pixel_factor:.1f} times; larger tiles are faster"
         )
+    rotated = None
+    if options.tta:
+        if window is not None:
+            raise OptionError(
+                "tta", "cannot be used on a window of a larger image (the dask block engine): run it on the whole image"
+            )
+        if options.planes == "ortho":
+            raise OptionError("tta", "cannot be combined with planes='ortho'; use one of them")
+        rotated = _tile_plan(shape[layout.x], shape[layout.y], options, None)
+        turned = steps_per_plane(family, shape[layout.x], shape[layout.y], options, rotated)
+        steps = 4 * steps + 4 * turned
+        notes.append("test-time augmentation: the average of the 8 flips/rotations (8 times the compute)")
     ortho = None
     if options.planes == "ortho":
         from .ortho import plan_ortho
@@ -299,7 +324,27 @@ def plan_denoise(
         family=family,
         steps_per_plane=steps,
         ortho=ortho,
+        rotated_tiles=rotated,
     )
+
+
+def _select_channels(groups, chosen, channel_count: int, in_channels: int, layout: AxesLayout):
+    """Keep the groups made only of chosen channels, split the others; every channel not chosen is copied."""
+    beyond = [c for c in chosen if c >= channel_count]
+    if beyond:
+        where = f"axis {layout.axes[layout.channel]}" if layout.channel is not None else "no channel axis"
+        raise OptionError(
+            "channels",
+            f"names channel(s) {', '.join(map(str, beyond))} but the image has {channel_count}"
+            f" ({where}, axes {layout.axes}); channels are numbered from 0",
+        )
+    keep = set(chosen)
+    kept = [g for g in groups if set(g.channels) <= keep]
+    covered = {c for g in kept for c in g.channels}
+    kept += [ChannelGroup((c,), replicate=in_channels == 3) for c in sorted(keep - covered)]
+    kept.sort(key=lambda g: g.channels[0])
+    passthrough = tuple(c for c in range(channel_count) if c not in keep)
+    return kept, passthrough
 
 
 def _assign_ranges(
@@ -382,8 +427,10 @@ def denoise(
         ``"percentile"``, ``"dtype"``, ``(low, high)`` or one pair per channel
         group), ``output_dtype`` (default: the input's; integers are rounded and
         clipped), ``pad_multiple``, ``units`` (None or ``"HU"``: with ``"auto"``, a
-        model trained in that unit gets its own scale) and ``planes`` (``"xy"``, or
-        ``"ortho"``: XY, XZ and YZ planes averaged, see ``inference/ortho.py``).
+        model trained in that unit gets its own scale), ``planes`` (``"xy"``, or
+        ``"ortho"``: XY, XZ and YZ planes averaged, see ``inference/ortho.py``),
+        ``tta`` (True: average over the eight flips/rotations, 8x the compute) and
+        ``channels`` (indices to denoise; the other channels are copied).
     plan : DenoisePlan, optional
         A plan made by :func:`plan_denoise` for this image (its options are used),
         so a lazy input is not sampled twice.
@@ -459,11 +506,15 @@ def denoise(
             if group.scale.is_constant:
                 target[channels] = to_dtype(plane[channels].astype(np.float32), plan.output_dtype)
                 continue
+            write = _row_writer(group, target[channels], plan.output_dtype, plan.notes)
+            if plan.rotated_tiles is not None:
+                _run_tta(runner, plane[channels], group, plan, write, advance, should_stop)
+                continue
             runner(
                 plane[channels],
                 plan.tiles,
                 transform=_network_input(group),
-                sink=_row_writer(group, target[channels], plan.output_dtype),
+                sink=write,
                 on_tiles=advance,
                 cancel=should_stop,
             )
@@ -482,13 +533,27 @@ def _network_input(group: ChannelGroup) -> Callable[[np.ndarray], np.ndarray]:
     return transform
 
 
-def _row_writer(group: ChannelGroup, target: np.ndarray, dtype: np.dtype) -> Callable[[int, int, np.ndarray], None]:
-    """Per finished band of rows: de-normalise, cast and store into ``target`` (``C x Y x X``)."""
+def _row_writer(
+    group: ChannelGroup, target: np.ndarray, dtype: np.dtype, notes: list[str] | None = None
+) -> Callable[[int, int, np.ndarray], None]:
+    """Per finished band of rows: de-normalise, cast and store into ``target`` (``C x Y x X``).
+
+    A float16 result beyond its range is clipped; the first time, ``notes`` gets
+    :func:`~.normalize.clip_note`'s line (and it is logged).
+    """
+    dtype = np.dtype(dtype)
+    narrow_float = dtype.kind == "f" and dtype.itemsize < 4
 
     def sink(start: int, stop: int, rows: np.ndarray) -> None:
         if group.replicate:
             rows = rows.mean(axis=0, keepdims=True)
-        target[:, start:stop] = to_dtype(group.scale.denormalize(rows), dtype)
+        values = group.scale.denormalize(rows)
+        if narrow_float and notes is not None:
+            note = clip_note(values, dtype)
+            if note is not None and note not in notes:
+                notes.append(note)
+                logger.warning(note)
+        target[:, start:stop] = to_dtype(values, dtype)
 
     return sink
 
@@ -520,3 +585,39 @@ def network_planes(image, plan: DenoisePlan, plane_indices=None):
                 continue
             channels = slice(group.channels[0], group.channels[-1] + 1)
             yield plane_index, group, group.scale.normalize(plane[channels])
+
+
+def _dihedral(array: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    """A view of a ``C x H x W`` array flipped left-right (``flip``), then turned ``turns`` x 90 degrees."""
+    return np.rot90(array[..., ::-1] if flip else array, turns, axes=(1, 2))
+
+
+def _run_tta(runner, values: np.ndarray, group: ChannelGroup, plan: DenoisePlan, write, on_tiles, cancel) -> None:
+    """Test-time augmentation of one channel group of one plane.
+
+    Each of the eight flips/rotations of the plane is denoised exactly as a normal
+    run of that transformed plane would be (its own tile plan); every output band
+    is added, through the same transform, into one float32 accumulator in the
+    plane's own orientation, which is averaged and written once.
+    """
+    _, height, width = values.shape
+    total = np.zeros((len(group.channels), height, width), np.float32)
+    for turns in range(4):
+        for flip in (False, True):
+            frame = _dihedral(total, turns, flip)  # the accumulator seen in the transformed orientation
+
+            def add(start: int, stop: int, rows: np.ndarray, frame=frame) -> None:
+                if group.replicate:
+                    rows = rows.mean(axis=0, keepdims=True)
+                frame[:, start:stop] += rows
+
+            runner(
+                _dihedral(values, turns, flip),
+                plan.tiles if turns % 2 == 0 else plan.rotated_tiles,
+                transform=_network_input(group),
+                sink=add,
+                on_tiles=on_tiles,
+                cancel=cancel,
+            )
+    total *= np.float32(1 / 8)
+    write(0, height, total)

@@ -110,7 +110,7 @@ def tiled_inference(
         except _ShrinkTiles:
             current = max(plan.tile_height, plan.tile_width)
             if not plan.is_whole or current <= 64:
-                hint = "use a smaller tile size or the CPU" if not plan.is_whole else "use the CPU (device 'cpu')"
+                hint = "use a smaller tile size or the CPU" if not plan.is_whole else "use the CPU (device='cpu')"
                 raise torch.OutOfMemoryError(
                     f"out of {device} memory with {plan.tile_height} x {plan.tile_width} px tiles and batch 1; {hint}"
                 ) from None
