@@ -68,7 +68,7 @@ def test_multichannel_and_rgb_data_use_the_channel_groups_of_denoise(rgb_checkpo
     colour = rng.integers(0, 255, (48, 48, 3)).astype(np.uint8)
     model = nc.adapt(colour, rgb_checkpoint, steps=1, validation_fraction=0, **FAST)
     assert model.metadata["adaptation"]["data"]["images"][0]["intensity_ranges"] == [
-        {"channels": [0, 1, 2], "low": 0.0, "high": 255.0}
+        {"channels": [0, 1, 2], "low": 0.0, "high": 255.0, "rule": "uint8 range"}
     ]
 
 

@@ -177,8 +177,9 @@ def test_point5_messages_speak_cli_and_name_what_happened(tmp_path, gray_checkpo
     closed.close()
     result = run(["models", "import", f"http://127.0.0.1:{port}/net_g_latest.pth", "--name", "fromurl"])
     assert result.returncode == 2 and "<urlopen error" not in result.stderr
-    assert f"could not download http://127.0.0.1:{port}/net_g_latest.pth: the connection" in result.stderr
-    assert "was refused" in result.stderr
+    # in words, naming the host and what happened (the model store's download error)
+    assert "cannot reach 127.0.0.1" in result.stderr
+    assert "refused" in result.stderr
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     handler.log_message = lambda *a: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -188,7 +189,7 @@ def test_point5_messages_speak_cli_and_name_what_happened(tmp_path, gray_checkpo
         result = run(["models", "import", url, "--name", "fromurl"])
     finally:
         server.shutdown()
-    assert result.returncode == 2 and "the server answered HTTP 404" in result.stderr
+    assert result.returncode == 2 and "not found (HTTP 404)" in result.stderr
 
     # models info FILE says it is a file; models list shows every model's channels
     result = run(["models", "info", gray_checkpoint])
@@ -222,9 +223,7 @@ def test_point6_a_redirected_log_gets_plain_lines(tmp_path, gray_checkpoint):
 
 
 # ---------------------------------------------------------------------------------------------- 7
-def test_point7_the_readme_snippet_runs_and_documents_torch_exit_codes_commands_and_extras(
-    tmp_path, installed_gaussian15
-):
+def test_point7_the_readme_snippet_runs_and_documents_torch_exit_codes_commands_and_extras(tmp_path):
     readme = (ROOT / "README.md").read_text()
     snippet = re.search(r"## Python API\n\n```python\n(.*?)```", readme, re.S).group(1)
     (tmp_path / "snippet.py").write_text(snippet)
@@ -233,7 +232,8 @@ def test_point7_the_readme_snippet_runs_and_documents_torch_exit_codes_commands_
         [sys.executable, "snippet.py"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1] == "3 3"  # the progress callback of the 3-plane stack
+    done, total = map(int, result.stdout.splitlines()[-1].split())  # the progress callback of the 3-plane stack
+    assert done == total > 0
 
     assert "--index-url https://download.pytorch.org/whl/cpu" in readme and "CUDA build" in readme
     from napari_clipdenoise.cli import common
@@ -241,7 +241,7 @@ def test_point7_the_readme_snippet_runs_and_documents_torch_exit_codes_commands_
     for code in (common.EXIT_OK, common.EXIT_FAILED, common.EXIT_USAGE, common.EXIT_INTERRUPTED, 143):
         assert re.search(rf"\b{code} (every|some|nothing|interrupted|terminated)", readme), code
     demo = (ROOT / "scripts" / "run_demo.sh").read_text()
-    assert "exit 3" in demo and "exit 2" in demo and "3 the weights are not installed" in readme
+    assert "exit 2" in demo and "bundled IDF model when the paper's weights" in readme.replace("\n", " ")
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     missing = [name for name in extras if f"`{name}`" not in readme]

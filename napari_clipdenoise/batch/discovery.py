@@ -258,12 +258,11 @@ def _output_problem(job: Job, output: Path, stores, outdir, kind) -> str | None:
     if os.path.islink(output):
         return "is a symbolic link; outputs never replace links: remove it or choose another -o/--suffix"
     if output.exists():
-        wants_folder = (kind or format_of(job.input)) == "zarr"
+        written = kind or format_of(job.input)
+        wants_folder = written == "zarr" or (written == "dicom" and job.input.is_dir())  # zarr store, DICOM series
         if output.is_dir() != wants_folder:
             what = "a folder" if output.is_dir() else "a file"
-            return (
-                f"is {what}, where the result would be {'a zarr folder' if wants_folder else 'a file'}; never replaced"
-            )
+            return f"is {what}, where the result would be {'a folder' if wants_folder else 'a file'}; never replaced"
         if not is_clipdenoise_output(output):
             return (
                 "exists and was not written by napari-clipdenoise, so it is never replaced (not even with"

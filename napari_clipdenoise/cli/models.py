@@ -195,7 +195,7 @@ def command_models_import(args) -> int:
             input_scale=args.input_scale,
         )
     except (CheckpointError, FileExistsError, ValueError, OSError) as exc:
-        raise CommandError(download_problem(exc, args.source) or str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     finally:
         close()
     print(f"installed {args.name!r} at {target}")
@@ -273,45 +273,6 @@ def command_models_export(args) -> int:
         print(line, file=sys.stderr)
     print(f"exported {args.name!r} as {args.format} to {written.path}")
     return EXIT_OK
-
-
-def download_problem(exc: BaseException, source: str) -> str | None:
-    """A failed download of ``source`` in words (not a bare ``<urlopen error ...>``), or None if it was no download."""
-    import socket
-    import ssl
-    import urllib.error
-    import urllib.parse
-
-    if urllib.parse.urlparse(str(source)).scheme.lower() not in ("http", "https"):
-        return None
-    seen, reason = set(), exc
-    while reason is not None and id(reason) not in seen:  # the urllib error may be wrapped by the installer
-        seen.add(id(reason))
-        if isinstance(reason, (urllib.error.URLError, OSError)):
-            break
-        reason = reason.__cause__ or reason.__context__
-    if reason is None:
-        return None
-    if isinstance(reason, urllib.error.HTTPError):
-        what = f"the server answered HTTP {reason.code} ({reason.reason})"
-        if reason.code == 404:
-            what += "; check the address"
-    else:
-        cause = reason.reason if isinstance(reason, urllib.error.URLError) else reason
-        host = urllib.parse.urlsplit(str(source)).netloc
-        if isinstance(cause, ConnectionRefusedError):
-            what = f"the connection to {host} was refused (no server answers there)"
-        elif isinstance(cause, socket.gaierror):
-            what = f"the host name in {host} could not be resolved (no network, or a typo in the address)"
-        elif isinstance(cause, (TimeoutError, socket.timeout)):
-            what = f"the connection to {host} timed out"
-        elif isinstance(cause, ssl.SSLError):
-            what = f"the secure connection to {host} failed ({getattr(cause, 'reason', None) or cause})"
-        elif isinstance(cause, OSError) and cause.strerror:
-            what = f"{cause.strerror.lower()} while talking to {host}"
-        else:
-            return None
-    return f"could not download {source}: {what}; nothing was installed"
 
 
 def command_models_path(args) -> int:

@@ -72,7 +72,8 @@ def is_provenance_sidecar(path: str | os.PathLike) -> bool:
 def is_clipdenoise_output(path: str | os.PathLike) -> bool:
     """Whether the existing ``path`` was written by napari-clipdenoise (its provenance says so).
 
-    Files: provenance in the file's metadata or its ``.json`` sidecar. Folders:
+    Files: provenance in the file's metadata or its ``.json`` sidecar. Folders: a DICOM
+    series whose files carry the provenance element,
     a zarr store carrying the batch's or the dask engine's provenance attribute,
     or the dask engine's job folder (an unfinished block-by-block output).
     """
@@ -80,6 +81,16 @@ def is_clipdenoise_output(path: str | os.PathLike) -> bool:
     if path.is_dir():
         if (path / ENGINE_STATE_DIR / "job.json").is_file():
             return True
+        from .dicom import is_dicom_dir
+
+        if is_dicom_dir(path):  # a derived DICOM series: the provenance element of its files
+            from .dispatch import read_provenance
+
+            try:
+                provenance = read_provenance(path)
+            except Exception:  # noqa: BLE001 - unreadable or foreign: not ours
+                return False
+            return isinstance(provenance, dict) and provenance.get("software") == "napari-clipdenoise"
         for name in ("zarr.json", ".zattrs"):
             document = _json_document(path / name)
             if isinstance(document, dict):
