@@ -37,8 +37,9 @@ def main() -> None:
     import torch
     from bioimageio.core import test_model
 
-    from napari_clipdenoise.model.checkpoints import load_checkpoint, state_dict_sha256
+    from napari_clipdenoise.model.checkpoints import state_dict_sha256
     from napari_clipdenoise.model.export import export_model
+    from napari_clipdenoise.model.loading import load_checkpoint
     from napari_clipdenoise.model.testing import write_project_checkpoint
 
     if args.threads:

@@ -30,7 +30,7 @@ _LAZY = {
     "guess_axes": "napari_clipdenoise.inference.axes",
     "CLIPDenoiser": "napari_clipdenoise.model.network",
     "save_checkpoint": "napari_clipdenoise.model.checkpoints",
-    "load_checkpoint": "napari_clipdenoise.model.checkpoints",
+    "load_checkpoint": "napari_clipdenoise.model.loading",
     "CheckpointError": "napari_clipdenoise.errors",
     "ModelNotInstalledError": "napari_clipdenoise.errors",
     "DenoiseCancelled": "napari_clipdenoise.errors",

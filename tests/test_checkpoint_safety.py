@@ -28,10 +28,10 @@ from safetensors.torch import save_file
 from napari_clipdenoise.errors import CheckpointError
 from napari_clipdenoise.model.checkpoints import (
     PROJECT_FORMAT,
-    load_checkpoint,
     save_checkpoint,
     sniff_format,
 )
+from napari_clipdenoise.model.loading import load_checkpoint
 from napari_clipdenoise.model.network import CLIPDenoiser, NetworkConfig, init_random_weights
 from napari_clipdenoise.model.registry import install_model, installed_models
 from napari_clipdenoise.model.testing import random_network, reference_state_dict

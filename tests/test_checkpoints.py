@@ -9,12 +9,12 @@ import torch
 from napari_clipdenoise._version import __version__
 from napari_clipdenoise.errors import CheckpointError
 from napari_clipdenoise.model.checkpoints import (
-    load_checkpoint,
     load_clip_encoder_weights,
     read_project_metadata,
     save_checkpoint,
     state_dict_sha256,
 )
+from napari_clipdenoise.model.loading import load_checkpoint
 from napari_clipdenoise.model.network import CLIPDenoiser
 from napari_clipdenoise.model.testing import (
     random_network,

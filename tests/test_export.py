@@ -93,7 +93,7 @@ def test_the_package_imports_back_with_the_same_weights(package, rgb_checkpoint,
 
 def test_a_package_of_another_network_is_refused(tmp_path, package):
     from napari_clipdenoise.errors import CheckpointError
-    from napari_clipdenoise.model.checkpoints import load_checkpoint
+    from napari_clipdenoise.model.loading import load_checkpoint
 
     rdf = _rdf(package.path)
     rdf["weights"]["pytorch_state_dict"]["architecture"]["callable"] = "UNet2d"

@@ -25,8 +25,8 @@ from ..formats.base import (
     available_memory,
     readable_size,
 )
+from ..formats.disk import is_write_error, write_error_message
 from ..formats.provenance import build_provenance, write_sidecar
-from ..formats.safety import is_write_error, write_error_message
 from ..inference.options import InferenceOptions, ResolvedOptions
 from .discovery import Job
 from .report import FileRecord

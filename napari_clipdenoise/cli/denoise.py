@@ -412,7 +412,7 @@ def command_denoise(args) -> int:
         try:
             write_report(args.report, records, info, settings.record())
         except OSError as exc:
-            from ..formats.safety import write_error_message
+            from ..formats.disk import write_error_message
 
             report_failed = True
             print(

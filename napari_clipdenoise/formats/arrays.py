@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .base import ImageSource, OutputSink, UnreadableImageError
+from .disk import reserve_space
 from .provenance import PROVENANCE_KEY
-from .safety import reserve_space
 
 
 # ----------------------------------------------------------------------------- NPY

@@ -27,8 +27,8 @@ from .base import (
     UnreadableImageError,
     check_declared_size,
 )
+from .disk import reserve_space
 from .provenance import OME_NAMESPACE, PROVENANCE_KEY, to_json
-from .safety import reserve_space
 
 BIGTIFF_BYTES = 2**31 - 2**25  # leave room for tags and descriptions below 2 GiB
 IMAGEJ_DTYPES = {np.dtype(t) for t in ("uint8", "uint16", "int16", "float32")}

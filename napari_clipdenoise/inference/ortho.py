@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import DenoiseCancelled
 from .normalize import to_dtype
 from .options import InferenceOptions, OptionError
+from .planes import check_finite, network_input
 from .tile_grid import TilePlan, plan_tiles
 
 #: Largest slab of a lazy input read at once for the XZ and YZ passes.
@@ -158,8 +159,6 @@ def _slabs(length: int, bytes_per_index: int, lazy: bool) -> list[slice]:
 
 def denoise_ortho(image, plan, runner, result, reader, *, progress=None, should_stop=lambda: False):
     """Carry out an ortho plan (called by :func:`~.pipeline.denoise`); returns ``result``."""
-    from .pipeline import _check_finite
-
     layout, ortho = plan.layout, plan.ortho
     lazy = is_lazy(image)
     total, done = plan.total_tiles, 0
@@ -186,7 +185,7 @@ def denoise_ortho(image, plan, runner, result, reader, *, progress=None, should_
         for index in planes if copied else ():  # alpha and constant channels: copied unchanged
             check()
             plane = reader(index)
-            _check_finite(plane, f"at plane {index}")
+            check_finite(plane, f"at plane {index}")
             for start, stop in copied:
                 _write(result, reader, index, slice(start, stop), plane[start:stop], plan.output_dtype)
         for group in plan.groups:
@@ -207,11 +206,10 @@ class _Passes:
     """The three passes of one channel group of one volume, summed into ``acc`` (C x Z x Y x X, float32)."""
 
     def __init__(self, volume, reader, planes, group, channels, acc, runner, advance, should_stop, check):
-        from .pipeline import _network_input
 
         self.volume, self.reader, self.planes, self.group, self.channels = volume, reader, planes, group, channels
         self.acc, self.runner, self.advance, self.should_stop, self.check = acc, runner, advance, should_stop, check
-        self.transform = _network_input(group)
+        self.transform = network_input(group)
 
     def _sink(self, target_of, *, assign: bool = False):
         group = self.group
@@ -232,21 +230,20 @@ class _Passes:
         self.runner(plane, tiles, transform=self.transform, sink=sink, on_tiles=self.advance, cancel=self.should_stop)
 
     def run(self, ortho: OrthoPlan, lazy: bool, itemsize: int) -> None:
-        from .pipeline import _check_finite
 
         acc, count = self.acc, len(self.group.channels)
         for z, index in enumerate(self.planes):  # XY planes (Y x X), one per z
             plane = self.reader(index)[self.channels]
-            _check_finite(plane, f"at plane {index}")
+            check_finite(plane, f"at plane {index}")
             self._denoise(plane, ortho.tiles["xy"], self._sink(lambda a, b, z=z: acc[:, z, a:b, :], assign=True))
         for rows in _slabs(ortho.height, count * ortho.depth * ortho.width * itemsize, lazy):  # XZ, one per y
             slab = self.volume.read(self.channels, rows=rows)
-            _check_finite(slab, f"in rows {rows.start}-{rows.stop - 1}")
+            check_finite(slab, f"in rows {rows.start}-{rows.stop - 1}")
             for j, y in enumerate(range(rows.start, rows.stop)):
                 self._denoise(slab[:, :, j, :], ortho.tiles["xz"], self._sink(lambda a, b, y=y: acc[:, a:b, y, :]))
         for cols in _slabs(ortho.width, count * ortho.depth * ortho.height * itemsize, lazy):  # YZ, one per x
             slab = self.volume.read(self.channels, cols=cols)
-            _check_finite(slab, f"in columns {cols.start}-{cols.stop - 1}")
+            check_finite(slab, f"in columns {cols.start}-{cols.stop - 1}")
             for j, x in enumerate(range(cols.start, cols.stop)):
                 self._denoise(slab[:, :, :, j], ortho.tiles["yz"], self._sink(lambda a, b, x=x: acc[:, a:b, :, x]))
 

@@ -21,6 +21,7 @@ from ..errors import DenoiseCancelled
 from .axes import AxesLayout, guess_axes, parse_axes
 from .normalize import IntensityRange, clip_note, estimate_range, sample_planes, to_dtype
 from .options import InferenceOptions, OptionError
+from .planes import PlaneReader, check_finite, network_input
 from .runners import check_window, family_notes, family_of, plane_runner, steps_per_plane
 from .scale_fit import WARNING, scale_warnings
 from .tile_grid import TilePlan, plan_tiles
@@ -118,61 +119,6 @@ def validate_image(image) -> None:
         raise ValueError(f"image must have at least 2 dimensions (Y, X), got shape {tuple(image.shape)}")
     if 0 in tuple(image.shape):
         raise ValueError(f"image is empty (shape {tuple(image.shape)}); nothing to denoise")
-
-
-def _check_finite(values: np.ndarray, where: str) -> None:
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
-        raise ValueError(
-            f"image contains {bad} NaN or infinite value(s) {where}; replace them first (e.g. np.nan_to_num)"
-        )
-
-
-class _PlaneReader:
-    """Reads one ``C x Y x X`` plane (C first, 1 when there is no channel axis) lazily."""
-
-    def __init__(self, image, layout: AxesLayout):
-        self.image = image
-        self.layout = layout
-
-    def index(self, plane_index: tuple[int, ...], rows=slice(None), cols=slice(None)) -> tuple:
-        key: list = [slice(None)] * len(self.layout.axes)
-        for axis, i in zip(self.layout.planes, plane_index, strict=True):
-            key[axis] = i
-        key[self.layout.y], key[self.layout.x] = rows, cols
-        return tuple(key)
-
-    def plane_size(self) -> tuple[int, int]:
-        return int(self.image.shape[self.layout.y]), int(self.image.shape[self.layout.x])
-
-    def kept_axes(self) -> list[int]:
-        return [a for a in range(len(self.layout.axes)) if a not in self.layout.planes]
-
-    def __call__(self, plane_index: tuple[int, ...], rows=slice(None), cols=slice(None)) -> np.ndarray:
-        return self._to_cyx(np.asarray(self.image[self.index(plane_index, rows, cols)]))
-
-    def view(self, array: np.ndarray, plane_index: tuple[int, ...]) -> np.ndarray:
-        """A ``C x Y x X`` view of one plane of the numpy ``array`` (writes go into ``array``)."""
-        return self._to_cyx(array[self.index(plane_index)])
-
-    def _to_cyx(self, plane: np.ndarray) -> np.ndarray:
-        kept = self.kept_axes()
-        order = ([kept.index(self.layout.channel)] if self.layout.channel is not None else []) + [
-            kept.index(self.layout.y),
-            kept.index(self.layout.x),
-        ]
-        plane = np.transpose(plane, order)
-        return plane if self.layout.channel is not None else plane[np.newaxis]
-
-    def to_original(self, plane_cyx: np.ndarray) -> np.ndarray:
-        """Inverse of the transpose in ``__call__``, for writing results back."""
-        if self.layout.channel is None:
-            plane_cyx = plane_cyx[0]
-            present = [self.layout.y, self.layout.x]
-        else:
-            present = [self.layout.channel, self.layout.y, self.layout.x]
-        kept = self.kept_axes()
-        return np.transpose(plane_cyx, np.argsort([kept.index(a) for a in present]))
 
 
 def _in_channels(model) -> int:
@@ -366,9 +312,9 @@ def _assign_ranges(
         for group in groups:
             group.scale = IntensityRange(*rule, "given")
         return None
-    samples = sample_planes(_PlaneReader(image, layout), plane_indices, lazy=not isinstance(image, np.ndarray))
+    samples = sample_planes(PlaneReader(image, layout), plane_indices, lazy=not isinstance(image, np.ndarray))
     for sample in samples:
-        _check_finite(sample, "in the sampled planes")
+        check_finite(sample, "in the sampled planes")
     for group in groups:
         group.scale = estimate_range(
             [s[list(group.channels)] for s in samples], image.dtype, mode=rule, units=units, model_scale=model_scale
@@ -471,7 +417,7 @@ def denoise(
     result = out if out is not None else np.empty(shape, plan.output_dtype)
     if out is not None and tuple(out.shape) != shape:
         raise ValueError(f"out has shape {tuple(out.shape)}, expected the image's shape {shape}")
-    reader = _PlaneReader(image, plan.layout)
+    reader = PlaneReader(image, plan.layout)
     if plan.ortho is not None:
         from .ortho import denoise_ortho
 
@@ -490,7 +436,7 @@ def denoise(
         if should_stop():
             raise DenoiseCancelled("denoising was cancelled")
         plane = reader(plane_index)
-        _check_finite(plane, f"at plane {plane_index}")
+        check_finite(plane, f"at plane {plane_index}")
         if all(group.scale.is_constant for group in plan.groups):
             # nothing to denoise: copy exactly (no float round trip for wide integers)
             result[reader.index(plane_index)] = reader.to_original(plane).astype(plan.output_dtype)
@@ -513,7 +459,7 @@ def denoise(
             runner(
                 plane[channels],
                 plan.tiles,
-                transform=_network_input(group),
+                transform=network_input(group),
                 sink=write,
                 on_tiles=advance,
                 cancel=should_stop,
@@ -521,16 +467,6 @@ def denoise(
         if not direct:
             result[reader.index(plane_index)] = reader.to_original(target)
     return result
-
-
-def _network_input(group: ChannelGroup) -> Callable[[np.ndarray], np.ndarray]:
-    """Per tile: raw values -> the network's [0, 1] scale (grayscale repeated for RGB models)."""
-
-    def transform(tile: np.ndarray) -> np.ndarray:
-        values = group.scale.normalize(tile)
-        return np.broadcast_to(values, (3, *values.shape[1:])) if group.replicate else values
-
-    return transform
 
 
 def _row_writer(
@@ -576,10 +512,10 @@ def network_planes(image, plan: DenoisePlan, plane_indices=None):
     plane_indices : list of tuple, optional
         A subset of ``plan.plane_indices`` (default: all).
     """
-    reader = _PlaneReader(image, plan.layout)
+    reader = PlaneReader(image, plan.layout)
     for plane_index in plan.plane_indices if plane_indices is None else plane_indices:
         plane = reader(plane_index)
-        _check_finite(plane, f"at plane {plane_index}")
+        check_finite(plane, f"at plane {plane_index}")
         for group in plan.groups:
             if group.scale.is_constant:
                 continue
@@ -614,7 +550,7 @@ def _run_tta(runner, values: np.ndarray, group: ChannelGroup, plan: DenoisePlan,
             runner(
                 _dihedral(values, turns, flip),
                 plan.tiles if turns % 2 == 0 else plan.rotated_tiles,
-                transform=_network_input(group),
+                transform=network_input(group),
                 sink=add,
                 on_tiles=on_tiles,
                 cancel=cancel,

@@ -22,12 +22,12 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .._version import __version__
+from .. import __version__
 from ..errors import CheckpointError
+from .catalog import PHOTO_SCALE, REFERENCE_REPOSITORY, REGISTRY, InputScale
 from .checkpoints import BIOIMAGEIO_DESCRIPTIONS, MAX_ARCHIVE_BYTES, MAX_EXPANSION, LoadedCheckpoint
-from .export import ExportError, example_input, require, write_onnx, write_torchscript
 from .network import SIZE_MULTIPLE
-from .registry import PHOTO_SCALE, REFERENCE_REPOSITORY, REGISTRY, InputScale
+from .onnx_torchscript import ExportError, example_input, require, write_onnx, write_torchscript
 
 #: Halo of the output tiles other tools should crop: the seam bound of docs/tiling.md (a pixel >= ~128 px
 #: from a cut tile edge is within ~4e-3 of a whole-image pass on the [0, 1] scale).

@@ -586,7 +586,7 @@ def load_project_checkpoint(path: str | os.PathLike, *, verify: bool = True) -> 
     return LoadedCheckpoint(network, "project", metadata)
 
 
-def _idf_expected() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+def idf_expected() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     from .idf import STATE_SHAPES
 
     return {key: (shape, torch.float32) for key, shape in STATE_SHAPES.items()}
@@ -595,85 +595,10 @@ def _idf_expected() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
 def _load_idf_project(path: Path, metadata: dict, verify: bool) -> LoadedCheckpoint:
     from .idf import network_from_state
 
-    state, _ = _read_safetensors(path, _idf_expected())
+    state, _ = _read_safetensors(path, idf_expected())
     if verify and metadata.get("weights_sha256") and state_dict_sha256(state) != metadata["weights_sha256"]:
         raise CheckpointError(f"{path}: the weights do not match the sha256 recorded in the file; it is corrupt")
     return LoadedCheckpoint(network_from_state(state, str(path)), "project", metadata)
-
-
-def _idf_weights_file(path: Path) -> LoadedCheckpoint | None:
-    """A plain safetensors file of exactly IDF's six block tensors (as the bundled one), else None."""
-    from .idf import STATE_SHAPES, network_from_state
-
-    entries, header = safetensors_layout(path)
-    if set(entries) != set(STATE_SHAPES) or header.get("format") == PROJECT_FORMAT:
-        return None
-    state, _ = _read_safetensors(path, _idf_expected())
-    metadata = {
-        "format": "idf-weights",
-        "family": "idf",
-        "source_file": header.get("source_file", path.name),
-        "source_sha256": header.get("source_sha256") or file_sha256(path),
-        "in_channels": 3,
-        "out_channels": 3,
-    }
-    return LoadedCheckpoint(network_from_state(state, str(path)), "idf-weights", metadata)
-
-
-def _idf_lightning_file(path: Path) -> LoadedCheckpoint | None:
-    """The authors' IDF Lightning ``.ckpt`` (recognised by its pickle naming IDF's block tensors), else None.
-
-    It is read by a restricted unpickler that runs no code from the file
-    (:func:`~napari_clipdenoise.model.idf.read_idf_lightning_checkpoint`).
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
-            if not pickles or archive.getinfo(pickles[0]).file_size > MAX_PICKLE_BYTES:
-                return None
-            text = archive.read(pickles[0])
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return None
-    if b"model.block.feature_extractor" not in text:
-        return None
-    from .idf import network_from_state, read_idf_lightning_checkpoint
-
-    state = read_idf_lightning_checkpoint(path)
-    metadata = {
-        "format": "idf-lightning",
-        "family": "idf",
-        "source_file": path.name,
-        "source_sha256": file_sha256(path),
-        "in_channels": 3,
-        "out_channels": 3,
-    }
-    return LoadedCheckpoint(network_from_state(state, str(path)), "idf-lightning", metadata)
-
-
-def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
-    """Load any checkpoint this project reads, recognised by its structure.
-
-    A project-format ``.safetensors``, a reference ``.pth``, IDF weights (bundled, or the
-    authors' Lightning ``.ckpt``) or a BioImage Model Zoo package of this network.
-    """
-    path = Path(path)
-    kind = sniff_format(path)
-    if kind == "safetensors":
-        return _idf_weights_file(path) or load_project_checkpoint(path)
-    if kind == "torch-zip":
-        found = _idf_lightning_file(path)
-        if found is not None:
-            return found
-    if kind == "torchscript":
-        raise CheckpointError(
-            f"{path} is a TorchScript archive (like OpenAI's RN50.pt): that holds CLIP encoder weights for"
-            " training, not a denoiser. Use it with the training command's --clip-weights option"
-        )
-    if kind == "bioimageio":
-        from .bioimageio import load_bioimageio_package
-
-        return load_bioimageio_package(path)
-    return load_reference_checkpoint(path)
 
 
 # --------------------------------------------------------------- CLIP RN50 weights

@@ -9,38 +9,19 @@ torch or reads a weights file.
 from __future__ import annotations
 
 import os
-import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Extensions that make a string a checkpoint path even when the file does not exist.
-CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-NAME_RULE = "1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+from .cache import installed_path
+from .catalog import BUNDLED, REGISTRY
+from .names import CHECKPOINT_SUFFIXES, NAME_RULE, is_valid_name, validate_model_name
 
 KINDS = ("installed", "bundled", "registry", "file", "url", "unknown")
-
-
-def validate_model_name(name: str) -> str:
-    """Return ``name`` if it can name an installed model, else raise ValueError saying why.
-
-    Names are file names in the cache folder: no path separators, no leading dot,
-    no ``..``, and no checkpoint extension (``my.pth`` would read as a file path).
-    """
-    if not isinstance(name, str) or not _NAME_PATTERN.match(name) or ".." in name:
-        raise ValueError(f"model name {name!r} is not valid: use {NAME_RULE}")
-    if name.lower().endswith(CHECKPOINT_SUFFIXES):
-        raise ValueError(f"model name {name!r} ends like a file ({Path(name).suffix}); drop the extension")
-    return name
-
-
-def is_valid_name(name: str) -> bool:
-    try:
-        validate_model_name(name)
-    except ValueError:
-        return False
-    return True
+__all__ = [
+    "CHECKPOINT_SUFFIXES", "KINDS", "NAME_RULE", "ModelSource", "is_valid_name", "looks_like_path",
+    "parse_model_source", "validate_model_name",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -96,8 +77,6 @@ def parse_model_source(source) -> ModelSource:
     (``looks_like_path``: a separator, ``~`` or ``.`` first, or a checkpoint
     extension); an installed name; a bundled model; a registry name; else unknown.
     """
-    from .registry import BUNDLED, REGISTRY, installed_path
-
     text = os.fspath(source)
     scheme = urllib.parse.urlparse(text).scheme.lower()
     if scheme in ("http", "https"):

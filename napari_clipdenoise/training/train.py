@@ -112,12 +112,8 @@ def build_network(config: dict):
     import torch
 
     from ..errors import CheckpointError
-    from ..model.checkpoints import (
-        fetch_clip_encoder_weights_open_clip,
-        file_sha256,
-        load_checkpoint,
-        load_clip_encoder_weights,
-    )
+    from ..model.checkpoints import fetch_clip_encoder_weights_open_clip, file_sha256, load_clip_encoder_weights
+    from ..model.loading import load_checkpoint
     from ..model.network import CLIPDenoiser, NetworkConfig, init_random_weights
 
     model = config["model"]
