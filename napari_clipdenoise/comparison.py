@@ -174,15 +174,28 @@ def layer_name(results: CompareResults, run_or_role, level: float | None = None)
     return f"{level_label(results.settings.noise, level)} · {label}"
 
 
-def grid_shape(results: CompareResults) -> tuple[int, int]:
-    """Rows x columns of the comparison's grid: one row per level, one column per clean/noisy/method.
+def grid_shape(results: CompareResults, canvas: tuple[float, float] | None = None) -> tuple[tuple[int, int], bool]:
+    """The comparison's grid: ``((rows, columns), transposed)``.
 
-    Without a reference: one row, the noisy input then each method.
+    With a reference the grid is levels x (clean, noisy, methods): one row per
+    level, or, when ``transposed``, one column per level. ``canvas`` (height,
+    width in pixels) picks the orientation whose cells are larger (square
+    images fill a cell up to its shorter side), wider cells on a tie, so names
+    fit. Without a reference: one row, the noisy input then each method.
     """
     methods = len(results.settings.methods)
-    if results.reference:
-        return (len(results.settings.levels), methods + 2)
-    return (1, methods + 1)
+    if not results.reference:
+        return (1, methods + 1), False
+    levels, columns = len(results.settings.levels), methods + 2
+    if canvas is None:
+        return (levels, columns), False
+    height, width = (float(v) for v in canvas)
+
+    def cell(rows, cols):
+        return (min(height / rows, width / cols), width / cols)
+
+    transposed = cell(columns, levels) > cell(levels, columns)
+    return ((columns, levels) if transposed else (levels, columns)), transposed
 
 
 def score_grid(results: CompareResults, metric: str = "psnr"):

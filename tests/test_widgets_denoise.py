@@ -288,7 +288,8 @@ def test_no_model_state_is_two_lines_with_buttons_and_denoise_disabled(viewer, q
     widget = make_widget(viewer)
     state = widget.model_state
     assert state.showing_missing
-    assert "not installed" in widget.model_combo.currentText()
+    assert widget.model_combo.currentText() == "gaussian15 (missing)"
+    assert "not installed" in state.message.toolTip() or "not installed" in state.message.text()
     text = state.message.text()
     assert f'href="{AUTHORS_RELEASE}"' in text and state.message.openExternalLinks()
     assert "clipdenoise models import" in state.message.toolTip()  # the CLI way, in the tooltip
@@ -398,7 +399,7 @@ def test_progress_is_honest_for_one_tile_and_names_each_stage(viewer, qtbot, rgb
     monkeypatch.setattr(napari.utils.progress, "set_description", recording)
     viewer.add_image(rng.random((32, 32), dtype=np.float32), name="small")
     widget = make_widget(viewer, rgb_checkpoint, tile=64)
-    assert widget.progress_bar.text() == ""  # idle: no "0%"
+    assert not widget.progress_bar.isVisibleTo(widget)  # idle: no bar, no "0%"
     texts, formats = [], []
     original_status = widget._set_status
 
@@ -415,7 +416,7 @@ def test_progress_is_honest_for_one_tile_and_names_each_stage(viewer, qtbot, rgb
     assert not any("0 / 1" in text for text in texts + formats)
     stages = [d.split(": ", 1)[1] for d in descriptions if ": " in d]
     assert "loading model" in stages and stages[-1] != "loading model"  # the activity entry moved on
-    assert widget.progress_bar.text() == ""  # idle again
+    assert not widget.progress_bar.isVisibleTo(widget)  # idle again
     assert "Done" in widget.status.text()
     # the second run reuses the loaded model: no loading stage
     texts.clear()
@@ -487,17 +488,19 @@ def test_before_after_side_by_side_and_flip(viewer, qtbot, rgb_checkpoint, rng):
     image = viewer.add_image(rng.random((32, 32), dtype=np.float32), name="img")
     widget = make_widget(viewer, rgb_checkpoint)
     widget.layer_combo.set_layer("img")
-    assert not widget.before_after.side_by_side.isEnabled()  # nothing to compare yet
+    assert not widget.before_after.isVisibleTo(widget)  # nothing to compare yet
     click_and_wait(qtbot, widget)
     result = viewer.layers["img_denoised"]
     row = widget.before_after
-    assert row.side_by_side.isEnabled()
+    assert row.isVisibleTo(widget) and row.side_by_side.isEnabled()
     row.side_by_side.click()
+    qtbot.waitUntil(lambda: not widget.is_busy, timeout=WAIT_MS)  # laid out one change per event-loop turn
     grid = grid_of(viewer)
     assert grid.enabled and tuple(grid.shape) == (1, 2)
     assert [layer.name for layer in viewer.layers if layer.visible] == ["img", "img_denoised"]
     assert image.name_overlay.visible and result.name_overlay.visible
     grid.enabled = False  # napari's own grid button ends it too
+    qtbot.waitUntil(lambda: not widget.is_busy, timeout=WAIT_MS)
     assert not row.side_by_side.isChecked()
     assert other.visible and not image.name_overlay.visible
     row.flip.click()

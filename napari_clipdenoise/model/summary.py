@@ -103,9 +103,11 @@ def describe_model(source) -> ModelSummary:
     noise = metadata.get("noise") or (entry.noise if entry else "")
     if noise:
         parts.append(f"Trained on {noise}.")
-    described = (
-        metadata.get("description") or (entry.description if entry else "") or (bundled.description if bundled else "")
-    )
+    # a registry or bundled model's own description is written for users; a file's adds to its noise only when
+    # the noise is unknown (training recipes repeat it)
+    described = (entry.description if entry else "") or (bundled.description if bundled else "")
+    if not described and not noise:
+        described = metadata.get("description", "")
     if described:
         parts.append(_first_sentence(described))
     if not parts and parsed.kind == "file" and parsed.exists:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from qtpy.QtWidgets import QHBoxLayout, QPushButton, QWidget
 
 from ._grid import GridSession
+from ._worker import if_alive
 
 
 class BeforeAfterRow(QWidget):
@@ -43,7 +44,7 @@ class BeforeAfterRow(QWidget):
         self._pair = pair
         for button in (self.side_by_side, self.flip):
             button.setEnabled(pair is not None)
-        self.setToolTip("" if pair else "Denoise a layer first: then compare it with its result here")
+        self.setVisible(pair is not None)  # shown once the picked layer has a result
 
     def _reset(self) -> None:
         if self.side_by_side.isChecked():
@@ -62,7 +63,7 @@ class BeforeAfterRow(QWidget):
         if checked and pair is not None:
             if self.flip.isChecked():
                 self.flip.setChecked(False)
-            session.show(self, pair, (1, 2), on_end=self._on_grid_ended)
+            session.show(self, pair, (1, 2), on_end=if_alive(self, self._on_grid_ended))
         elif not checked:
             session.end(self)
 

@@ -10,6 +10,9 @@ from ..jobs import Progress, ProgressTracker, ProgressView
 ERROR_STYLE = "color: #ff6b6b;"
 #: How often the elapsed time in the status line moves during a long step (ms).
 TICK_MS = 500
+#: Least time between two updates of the progress bars (s): a progress bar repaints at once when its
+#: value changes, and in napari's window (an OpenGL canvas) every repaint composes the whole window.
+MIN_BAR_INTERVAL = 0.2
 
 
 def _cancel_held(holder: list, *_) -> None:
@@ -40,16 +43,18 @@ class JobWidgetMixin:
         self._pbar_desc = ""
         self._pbar_stage = ""
         self._tracker: ProgressTracker | None = None
+        self._bar_shown_at = 0.0
         self._unit = "tiles"
         self._ticker = QTimer(self)
         self._ticker.setInterval(TICK_MS)
         self._ticker.timeout.connect(self._on_tick)
 
     def _set_idle_bar(self) -> None:
-        """Idle: an empty bar without a "0%"."""
+        """Idle: no bar at all (no "0%"); the status line says what happened last."""
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("")
+        self.progress_bar.setVisible(False)
 
     def _start_progress(self, description: str, unit: str = "tiles") -> None:
         """A job starts: the activity panel entry, the tracker, the ticking elapsed time."""
@@ -60,6 +65,7 @@ class JobWidgetMixin:
         self._pbar_desc = description
         self._pbar_stage = ""
         self._pbar = progress(total=0, desc=description)
+        self.progress_bar.setVisible(True)
         self._ticker.start()
         self._show_progress(self._tracker.view())
 
@@ -77,6 +83,14 @@ class JobWidgetMixin:
             self._show_progress(self._tracker.view())
 
     def _show_progress(self, view: ProgressView) -> None:
+        import time
+
+        now = time.monotonic()
+        stage = view.text.split(":")[0].split("…")[0].strip()
+        last = view.total > 0 and view.done >= view.total
+        if now - self._bar_shown_at < MIN_BAR_INTERVAL and stage == self._pbar_stage and not last:
+            return  # the next report or tick shows it
+        self._bar_shown_at = now
         if view.busy:
             self.progress_bar.setRange(0, 0)
         else:
@@ -87,7 +101,6 @@ class JobWidgetMixin:
         pbar = self._pbar
         if pbar is None:
             return
-        stage = view.text.split(":")[0].split("…")[0].strip()
         if stage != self._pbar_stage:
             self._pbar_stage = stage
             pbar.set_description(f"{self._pbar_desc}: {stage}")

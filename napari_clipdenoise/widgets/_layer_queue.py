@@ -45,6 +45,7 @@ class LayerQueue(QObject):
         super().__init__(parent)
         self.viewer = viewer
         self._pending: list[LayerSpec] = []
+        self._removals: list = []
         self._added: list = []
         self._done: Callable | None = None
         self._failed: Callable | None = None
@@ -55,11 +56,20 @@ class LayerQueue(QObject):
 
     @property
     def busy(self) -> bool:
-        return bool(self._pending) or self._timer.isActive()
+        return bool(self._pending) or bool(self._removals) or self._timer.isActive()
 
-    def submit(self, specs: list[LayerSpec], done: Callable | None = None, failed: Callable | None = None) -> None:
+    def submit(
+        self,
+        specs: list[LayerSpec],
+        done: Callable | None = None,
+        failed: Callable | None = None,
+        *,
+        remove: list | None = None,
+    ) -> None:
+        """Add ``specs`` one per turn, after removing the layers in ``remove`` (also one per turn)."""
         if self.busy:
             self.flush()
+        self._removals = list(remove or [])
         self._pending = list(specs)
         self._added = []
         self._done, self._failed = done, failed
@@ -68,10 +78,17 @@ class LayerQueue(QObject):
     def flush(self) -> None:
         """Add everything still pending now (e.g. before the viewer closes)."""
         self._timer.stop()
+        while self._removals:
+            self._remove_next()
         while self._pending:
             if not self._add_next():
                 return
         self._finish()
+
+    def _remove_next(self) -> None:
+        layer = self._removals.pop(0)
+        if layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
 
     def _add_next(self) -> bool:
         spec = self._pending.pop(0)
@@ -90,6 +107,10 @@ class LayerQueue(QObject):
         return True
 
     def _step(self) -> None:
+        if self._removals:
+            self._remove_next()
+            self._timer.start()
+            return
         if not self._pending:
             self._finish()
             return

@@ -57,7 +57,8 @@ class ModelCombo(QComboBox):
         self.clear()
         for name in available_models():
             summary = self.summary(name)
-            self.addItem(name if summary.loadable else f"{name} (not installed)", name)
+            # "(missing)": short enough for a laptop's dock; the note under the picker says what to do
+            self.addItem(name if summary.loadable else f"{name} (missing)", name)
             self.setItemData(self.count() - 1, _tooltip(summary), Qt.ItemDataRole.ToolTipRole)
         for path in self._checkpoints:
             self.addItem(Path(path).name, path)
@@ -77,6 +78,14 @@ class ModelCombo(QComboBox):
         self.setCurrentIndex(index)
         self._previous = index
         self.blockSignals(False)
+
+    def sizeHint(self):  # noqa: N802 (Qt API)
+        """Wide enough for the longest entry (the minimum stays small, so narrow docks still fit)."""
+        hint = super().sizeHint()
+        metrics = self.fontMetrics()
+        widest = max((metrics.horizontalAdvance(self.itemText(i)) for i in range(self.count())), default=0)
+        hint.setWidth(max(hint.width(), widest + 48))
+        return hint
 
     def _loadable_at(self, index: int) -> bool:
         data = self.itemData(index)

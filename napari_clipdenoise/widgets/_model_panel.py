@@ -16,6 +16,7 @@ from ..model.summary import ModelSummary
 
 INFO_STYLE = "color: #9aa0a6;"
 WARNING_STYLE = "color: #ffb347;"
+LINK_STYLE = "color: #8ab4f8;"  # readable on napari's dark theme (Qt's default link blue is not)
 
 
 class ModelStatePanel(QWidget):
@@ -100,9 +101,8 @@ def _missing_text(summary: ModelSummary | None, any_loadable: bool) -> str:
         return "No model is selected."
     if summary.kind == "file":
         return f"Checkpoint file not found: {html.escape(str(summary.source))}."
-    lead = f"<b>{html.escape(summary.name)}</b> is not installed"
-    if not any_loadable:
-        lead = f"No model is installed yet (<b>{html.escape(summary.name)}</b> is selected)"
+    lead = "No model installed yet" if not any_loadable else f"<b>{html.escape(summary.name)}</b> is not installed"
     if summary.release:
-        return f'{lead}. Weights: <a href="{html.escape(summary.release)}">the authors\' release</a>.'
+        link = f'<a style="{LINK_STYLE}" href="{html.escape(summary.release)}">the authors\' weights</a>'
+        return f"{lead}: get {link}, then install them."
     return f"{lead}."

@@ -32,3 +32,11 @@ def scrolling_content(widget: QWidget) -> QWidget:
     outer.addWidget(area)
     widget.scroll_area = area
     return content
+
+
+class ScrollingDockMixin:
+    """For a QWidget filled by :func:`scrolling_content`: ask the dock for the contents' own width."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        area = getattr(self, "scroll_area", None)
+        return area.sizeHint() if area is not None else super().sizeHint()

@@ -27,7 +27,7 @@ class ResultsTable(QTableWidget):
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.verticalHeader().setVisible(False)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.horizontalHeader().setStretchLastSection(True)
+        self.horizontalHeader().setStretchLastSection(False)
         self.setWordWrap(False)
         self._headers: list[str] = []
         self._rows: list[list] = []
@@ -72,6 +72,7 @@ class ResultsTable(QTableWidget):
                 if tooltips is not None:
                     item.setToolTip(tooltips[r][c])
                 self.setItem(r, c + 1, item)
+        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # the names take the slack
         self.fit_height()
 
     def fit_height(self) -> None:

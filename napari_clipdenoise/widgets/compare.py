@@ -70,7 +70,7 @@ from ._layer_combo import ImageLayerCombo
 from ._layer_queue import LayerQueue, LayerSpec
 from ._model_combo import CHECKPOINT_FILTER
 from ._plot import LinePlot
-from ._scroll import scrolling_content
+from ._scroll import ScrollingDockMixin, scrolling_content
 from ._table import ResultsTable
 from ._worker import if_alive
 
@@ -87,6 +87,8 @@ DEFAULT_CLASSICAL = ("nl_means", "wavelet")
 #: Words in a layer's name that mark it as a clean reference (lower case, whole words).
 CLEAN_WORDS = ("clean", "reference", "ref", "gt", "ground", "truth", "full_dose", "fulldose", "original")
 NOISY_WORDS = ("noisy", "noise", "low_dose", "lowdose")
+#: Rows of the method list shown without scrolling.
+METHOD_ROWS = 7
 #: Edge (pixels) of the central crop used to judge a layer picked as the clean reference.
 QUICK_CHECK_SIZE = 256
 
@@ -142,7 +144,7 @@ def looks_clean(layer) -> bool:
     return bool(_words(layer.name) & set(CLEAN_WORDS))
 
 
-class CompareWidget(JobWidgetMixin, QWidget):
+class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
     """Dock widget: compare denoisers across noise levels (or on real noisy data).
 
     Parameters
@@ -193,7 +195,6 @@ class CompareWidget(JobWidgetMixin, QWidget):
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setToolTip("The same seed and settings give the same noisy images and numbers")
         self.methods = QListWidget(content)
-        self.methods.setMaximumHeight(96)
         self._fill_methods()
         self.add_checkpoint_button = QPushButton("Add checkpoint…", content)
         self.add_checkpoint_button.setToolTip("Add a denoiser checkpoint file (.safetensors or reference .pth)")
@@ -236,7 +237,7 @@ class CompareWidget(JobWidgetMixin, QWidget):
         self.copy_button.setToolTip("Copy every run with every score (tab-separated, pastes into spreadsheets)")
         self.export_button = QPushButton("CSV…", content)
         self.export_button.setToolTip("Export every run with every score, full precision, to a CSV file")
-        self.plot = LinePlot(content, height=2.2)
+        self.plot = LinePlot(content, height=2.8)
 
         self._form = form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -312,10 +313,12 @@ class CompareWidget(JobWidgetMixin, QWidget):
                 item.setCheckState(Qt.CheckState.Checked if method in ticked else Qt.CheckState.Unchecked)
 
     def _fill_methods(self) -> None:
-        """Every model the core knows (registry, bundled, installed), then the classical methods."""
+        """Every model the core knows (registry, bundled, installed), the classical methods, then missing models."""
         first_loadable = True
-        for name in available_models():
-            summary = describe_model(name)
+        missing = []
+        summaries = [describe_model(name) for name in available_models()]
+        for summary in [s for s in summaries if s.loadable] + [s for s in summaries if not s.loadable]:
+            name = summary.name
             item = QListWidgetItem(name if summary.loadable else f"{name} (not installed)")
             item.setData(Qt.ItemDataRole.UserRole, model_method(name))
             family = f"Network: {summary.family_name}" if summary.family_name else ""
@@ -328,6 +331,8 @@ class CompareWidget(JobWidgetMixin, QWidget):
             else:
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled & ~Qt.ItemFlag.ItemIsUserCheckable)
                 item.setToolTip(summary.hint)
+                missing.append(item)
+                continue
             self.methods.addItem(item)
         for method in available_methods():
             item = QListWidgetItem(method)
@@ -336,6 +341,16 @@ class CompareWidget(JobWidgetMixin, QWidget):
             item.setCheckState(Qt.CheckState.Checked if method in DEFAULT_CLASSICAL else Qt.CheckState.Unchecked)
             item.setToolTip(CLASSICAL_METHODS[method])
             self.methods.addItem(item)
+        for item in missing:
+            self.methods.addItem(item)
+        self._fit_methods()
+
+    def _fit_methods(self) -> None:
+        """As tall as the list (up to METHOD_ROWS rows), so the usable methods show without scrolling."""
+        rows = max(3, min(self.methods.count(), METHOD_ROWS))
+        row = self.methods.sizeHintForRow(0) if self.methods.count() else 16
+        row = max(row, 14) + self.methods.spacing()
+        self.methods.setFixedHeight(rows * row + 2 * self.methods.frameWidth() + row // 2 + 6)
 
     def method_names(self) -> list[str]:
         """Every method listed (checkable or not)."""
@@ -348,8 +363,8 @@ class CompareWidget(JobWidgetMixin, QWidget):
 
     @property
     def is_busy(self) -> bool:
-        """A comparison runs, or its layers are still being added."""
-        return self.is_running or self.layer_queue.busy
+        """A comparison runs, or its layers are still being added or laid out in the grid."""
+        return self.is_running or self.layer_queue.busy or GridSession.for_viewer(self.viewer).busy
 
     def set_methods(self, methods) -> None:
         """Check exactly ``methods`` (classical names, ``model:<name>`` or checkpoint paths via ``add_checkpoint``)."""
@@ -390,6 +405,7 @@ class CompareWidget(JobWidgetMixin, QWidget):
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
         item.setCheckState(Qt.CheckState.Checked)
         self.methods.insertItem(0, item)
+        self._fit_methods()
         return method
 
     def settings(self, rgb: bool) -> CompareSettings:
@@ -487,19 +503,25 @@ class CompareWidget(JobWidgetMixin, QWidget):
         layers = self.viewer.layers
         residuals = self.residuals_button.isChecked() and not results.reference
         names = []
+        shape, transposed = grid_shape(results, tuple(self.viewer.canvas.size))
         if results.reference:
+            rows = []
             for level in results.settings.levels:
-                names.append(layer_name(results, CLEAN, level))
+                row = [layer_name(results, CLEAN, level)]
                 for method in (NOISY, *results.settings.methods):
                     run = next(r for r in results.runs if r.method == method and r.level == level)
-                    names.append(layer_name(results, run))
+                    row.append(layer_name(results, run))
+                rows.append(row)
+            if transposed:  # one column per level
+                rows = [list(column) for column in zip(*rows, strict=True)]
+            names = [name for row in rows for name in row]
         else:
             names.append(layer_name(results, "input"))
             for run in results.runs:
                 names.append(layer_name(results, f"residual:{run.method}") if residuals else layer_name(results, run))
         by_name = {self._names.get(name, name): None for name in names}
         ordered = [layers[name] for name in by_name if name in layers and _layers.is_compare_layer(layers[name])]
-        return ordered, grid_shape(results)
+        return ordered, shape
 
     def _on_grid_toggled(self, enabled: bool) -> None:
         session = GridSession.for_viewer(self.viewer)
@@ -513,7 +535,7 @@ class CompareWidget(JobWidgetMixin, QWidget):
             self.grid_button.setChecked(False)
             self.grid_button.blockSignals(False)
             return
-        session.show(self, layers, shape, on_end=self._on_grid_ended)
+        session.show(self, layers, shape, on_end=if_alive(self, self._on_grid_ended))
 
     def _on_grid_ended(self) -> None:
         self.grid_button.blockSignals(True)
@@ -634,10 +656,13 @@ class CompareWidget(JobWidgetMixin, QWidget):
         self._set_status("Adding the comparison's layers…")
         GridSession.for_viewer(self.viewer).end(self)
         specs = self._layer_specs(results, layer, geometry)
+        keep = {spec.name for spec in specs}
+        stale = [lay for lay in self.viewer.layers if _layers.is_compare_layer(lay) and lay.name not in keep]
         self.layer_queue.submit(
             specs,
             done=if_alive(self, lambda added: self._on_layers_added(added, results)),
             failed=if_alive(self, self._on_layers_failed),
+            remove=stale,
         )
 
     def _layer_specs(self, results: CompareResults, layer, geometry: dict) -> list[LayerSpec]:
@@ -686,12 +711,10 @@ class CompareWidget(JobWidgetMixin, QWidget):
         for name, data, extra in wanted:
             final = name if name not in taken else f"{name} [compare]"
             self._names[name] = final
-            kwargs = {**look, "metadata": {COMPARE_KEY: extra[COMPARE_KEY]}}
+            # added hidden: Grid view shows them (each visible layer would cost a draw as it arrives)
+            kwargs = {**look, "visible": False, "metadata": {COMPARE_KEY: extra[COMPARE_KEY]}}
             kwargs.update({k: v for k, v in extra.items() if k != COMPARE_KEY})
             specs.append(LayerSpec(final, data, kwargs))
-        keep = {spec.name for spec in specs}
-        for old in [lay for lay in self.viewer.layers if _layers.is_compare_layer(lay) and lay.name not in keep]:
-            self.viewer.layers.remove(old)
         return specs
 
     def _on_layers_added(self, added, results: CompareResults) -> None:

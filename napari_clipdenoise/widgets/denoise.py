@@ -46,7 +46,7 @@ from ._layer_combo import ImageLayerCombo
 from ._layer_queue import LayerQueue, LayerSpec
 from ._model_combo import CHECKPOINT_FILTER, ModelCombo
 from ._model_panel import ModelStatePanel
-from ._scroll import scrolling_content
+from ._scroll import ScrollingDockMixin, scrolling_content
 from ._worker import if_alive
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def install_job(path: str, name: str, overwrite: bool) -> Generator[Progress, No
     return JobOutcome(target, info={"name": name})
 
 
-class DenoiseWidget(JobWidgetMixin, QWidget):
+class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
     """Dock widget: denoise an image layer with a denoising model.
 
     Parameters
@@ -152,6 +152,7 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
         self._batch: list = []  # layers still to denoise in a "Denoise selected" run
         self._batch_report: dict | None = None
         self._loaded_info: dict[str, str] = {}  # source -> description learnt when it was loaded
+        self._tidy_steps: list = []  # after a run: select the result, remove superseded previews
         #: Lazy layers larger than this (bytes) are denoised into a zarr store and opened lazily.
         self.large_layer_bytes = _large.LARGE_LAYER_BYTES
         self.layer_queue = LayerQueue(napari_viewer, self)
@@ -267,7 +268,11 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
     @property
     def is_busy(self) -> bool:
         """A job runs, its result layers are still being added, or a "Denoise selected" run goes on."""
-        return self.is_running or self.layer_queue.busy or self._batch_report is not None
+        from ._grid import GridSession
+
+        grid = GridSession.for_viewer(self.viewer).busy
+        tidying = bool(self._tidy_steps)
+        return self.is_running or self.layer_queue.busy or self._batch_report is not None or grid or tidying
 
     def add_model_action(self, button: QPushButton) -> None:
         """Add a button to the no-model row (next to Install/Load checkpoint…), e.g. a model download."""
@@ -690,13 +695,14 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
         seconds = outcome.info["seconds"]
         result = added[0]
         self._status_layers = {added_layer.name for added_layer in added}
-        if not preview:
-            # a full run supersedes this layer's previews
-            for suffix in (PREVIEW_SUFFIX, RESIDUAL_PREVIEW_SUFFIX):
-                stale = layer.name + suffix
-                if stale in self.viewer.layers:
-                    self.viewer.layers.remove(stale)
-        self.viewer.layers.selection.active = result
+        stale = []
+        if not preview:  # a full run supersedes this layer's previews
+            stale = [layer.name + suffix for suffix in (PREVIEW_SUFFIX, RESIDUAL_PREVIEW_SUFFIX)]
+            stale = [self.viewer.layers[name] for name in stale if name in self.viewer.layers]
+        # selecting the result builds its layer controls: a turn of its own; then the previews go (removing
+        # them once they are no longer the active layer costs less), one per turn as well
+        self._tidy_steps = [lambda: self._select(result)] + [lambda old=old: self._remove(old) for old in stale]
+        QTimer.singleShot(0, if_alive(self, self._next_tidy_step))
         message = f"Done in {seconds:.1f} s → layer '{result.name}' ({model.name})."
         if len(added) > 1:
             message += f" Residual '{added[1].name}' is under it, hidden: tick its eye to see what was removed."
@@ -705,6 +711,20 @@ class DenoiseWidget(JobWidgetMixin, QWidget):
         self._set_status(message)
         self._update_before_after()
         self._continue_batch(layer)
+
+    def _next_tidy_step(self) -> None:
+        if self._tidy_steps:
+            self._tidy_steps.pop(0)()
+        if self._tidy_steps:
+            QTimer.singleShot(0, if_alive(self, self._next_tidy_step))
+
+    def _select(self, layer) -> None:
+        if layer in self.viewer.layers:
+            self.viewer.layers.selection.active = layer
+
+    def _remove(self, layer) -> None:
+        if layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
 
     def _continue_batch(self, layer, *, failed: bool = False) -> None:
         report = self._batch_report
