@@ -134,22 +134,20 @@ class GridSession:
         if grid.enabled:  # re-laying out an enabled grid draws every cell at each change
             grid.enabled = False
             yield
-        # Frames are cheap while few layers are visible and the grid is off: hide everything but the first
-        # cell, lay the grid out, switch it on, then show one more cell per turn (the last frame is the
-        # full grid, which every later pan or zoom draws anyway).
+        # napari rebuilds its scene at each change, at a cost that grows with the visible layers and their
+        # name overlays: hide everything but the first cell, lay the grid out, switch it on, show one more
+        # cell per turn, and name the cells last.
         first = shown[0]
         for layer in list(viewer.layers):
             if layer is not first and layer.visible:
                 layer.visible = False
                 yield
-        for layer in shown:
+        for layer in shown:  # names come last: with name overlays on, each change below costs more
             overlay = layer.name_overlay
             self._saved["names"].setdefault(id(layer), (layer, overlay.visible, overlay.font_size))
-            if overlay.font_size != CELL_FONT_SIZE:
-                overlay.font_size = CELL_FONT_SIZE
-            if not overlay.visible:
-                overlay.visible = True
-        yield
+            if overlay.visible:
+                overlay.visible = False
+                yield
         indices = [viewer.layers.index(layer) for layer in shown]
         stride = 1
         if all(a > b for a, b in zip(indices, indices[1:], strict=False)) and len(indices) > 1:
@@ -175,6 +173,13 @@ class GridSession:
         for layer in shown[1:]:
             if layer in viewer.layers and not layer.visible:
                 layer.visible = True
+                yield
+        for layer in shown:
+            if layer in viewer.layers:
+                overlay = layer.name_overlay
+                if overlay.font_size != CELL_FONT_SIZE:
+                    overlay.font_size = CELL_FONT_SIZE
+                overlay.visible = True
                 yield
 
     def _end_steps(self):

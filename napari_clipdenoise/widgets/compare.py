@@ -442,7 +442,8 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             self._form.setRowVisible(widget, reference)
         self.layer_combo.setToolTip("The clean image" if reference else "The noisy image to denoise as it is")
         self._form.labelForField(self.layer_combo).setText("Clean image" if reference else "Noisy image")
-        if reference:
+        current = self.layer_combo.layer()
+        if reference and (current is None or says_noisy(current)):  # keep a choice that is not noisy
             self.layer_combo.choose_default()
         self._check_reference()
         self._update_buttons()

@@ -680,32 +680,32 @@ class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
                 residual_look["colormap"] = "gray"
             residual_name = layer.name + (RESIDUAL_PREVIEW_SUFFIX if preview else RESIDUAL_SUFFIX)
             residual_record = {**record, "residual": "input - denoised"}
-            specs.append(
+            # the residual first, then the result on top of it: napari selects each new layer, so the result
+            # ends up selected without a (costly) selection change of our own
+            specs.insert(
+                0,
                 LayerSpec(
-                    residual_name,
-                    values,
-                    {"metadata": {"clipdenoise": residual_record}, **geometry, **residual_look},
-                    after=lambda added, result_name=name: _move_below(self.viewer, added, result_name),
-                )
+                    residual_name, values, {"metadata": {"clipdenoise": residual_record}, **geometry, **residual_look}
+                ),
             )
+            specs[-1].after = lambda added, below=residual_name: _move_below(self.viewer, below, added)
         return specs
 
     def _on_results_added(self, added, outcome: JobOutcome, layer, preview: bool) -> None:
         model = outcome.info["model"]
         seconds = outcome.info["seconds"]
-        result = added[0]
+        result = added[-1]
         self._status_layers = {added_layer.name for added_layer in added}
         stale = []
         if not preview:  # a full run supersedes this layer's previews
             stale = [layer.name + suffix for suffix in (PREVIEW_SUFFIX, RESIDUAL_PREVIEW_SUFFIX)]
             stale = [self.viewer.layers[name] for name in stale if name in self.viewer.layers]
-        # selecting the result builds its layer controls: a turn of its own; then the previews go (removing
-        # them once they are no longer the active layer costs less), one per turn as well
-        self._tidy_steps = [lambda: self._select(result)] + [lambda old=old: self._remove(old) for old in stale]
+        # the previews go one per turn (each removal rebuilds napari's scene)
+        self._tidy_steps = [lambda old=old: self._remove(old) for old in stale]
         QTimer.singleShot(0, if_alive(self, self._next_tidy_step))
         message = f"Done in {seconds:.1f} s → layer '{result.name}' ({model.name})."
         if len(added) > 1:
-            message += f" Residual '{added[1].name}' is under it, hidden: tick its eye to see what was removed."
+            message += f" Residual '{added[0].name}' is under it, hidden: tick its eye to see what was removed."
         if self._batch_report is not None:
             self._batch_report["done"].append(result.name)
         self._set_status(message)
@@ -717,10 +717,6 @@ class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             self._tidy_steps.pop(0)()
         if self._tidy_steps:
             QTimer.singleShot(0, if_alive(self, self._next_tidy_step))
-
-    def _select(self, layer) -> None:
-        if layer in self.viewer.layers:
-            self.viewer.layers.selection.active = layer
 
     def _remove(self, layer) -> None:
         if layer in self.viewer.layers:
@@ -767,14 +763,14 @@ class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         self._update_buttons()
 
 
-def _move_below(viewer, lower, upper_name: str) -> None:
-    """Move layer ``lower`` directly under the layer ``upper_name`` in the layer list."""
+def _move_below(viewer, lower_name: str, upper) -> None:
+    """Move the layer ``lower_name`` directly under ``upper`` in the layer list (if it is not already)."""
     layers = viewer.layers
-    if lower not in layers or upper_name not in layers:
+    if lower_name not in layers or upper not in layers:
         return
-    here, top = layers.index(lower), layers.index(upper_name)
-    if here > top:
-        layers.move(here, top)
+    here, top = layers.index(lower_name), layers.index(upper)
+    if here != top - 1:
+        layers.move(here, top)  # "insert before": ends directly under ``upper`` from either side
 
 
 def _mtime(source) -> int | None:
