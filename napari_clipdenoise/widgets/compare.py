@@ -15,6 +15,7 @@ noisy / method, each cell named, with the view reset to show whole images.
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 from qtpy.QtCore import Qt
@@ -454,8 +455,13 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         layer = self.layer_combo.layer()
         if self.reference_mode and layer is not None:
             reason = says_noisy(layer)
+            sigma = None
             try:
-                sigma = reference_sigma(self._quick_plane(layer), rgb=bool(layer.rgb), max_size=QUICK_CHECK_SIZE)
+                plane = self._quick_plane(layer)
+                if min(plane.shape[:2]) >= 32:  # the wavelet estimate needs some pixels
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        sigma = reference_sigma(plane, rgb=bool(layer.rgb), max_size=QUICK_CHECK_SIZE)
             except Exception:  # noqa: BLE001 - the run itself reports a bad image
                 sigma = None
             if sigma is not None and sigma > NOISY_REFERENCE_SIGMA:
