@@ -10,6 +10,11 @@ Denoised images are clipped to [0, 1] before the metrics (as the paper's
 evaluation does); the noisy inputs are measured as the methods receive them
 (unclipped for the Gaussian models). The layers show exactly the arrays that
 were measured.
+
+Methods are classical names (``nl_means``...) or ``MODEL_PREFIX + <source>``,
+where the source is anything ``load_model`` takes: a registry, installed or
+bundled model name, or a checkpoint path. Nothing here knows model families:
+a bundled or newly registered model is compared like any other.
 """
 
 from __future__ import annotations
@@ -25,9 +30,30 @@ from .errors import DenoiseCancelled
 from .inference.options import InferenceOptions
 from .jobs import JobOutcome, Progress, iterate_progress
 
-#: Method names for CLIP models are ``CLIP_PREFIX + <registry name or checkpoint path>``.
-CLIP_PREFIX = "clip:"
+#: Method names for denoising models are ``MODEL_PREFIX + <name or checkpoint path>``.
+MODEL_PREFIX = "model:"
+CLIP_PREFIX = MODEL_PREFIX  # the older name of the same prefix
 NOISY = "noisy input"
+#: The clean reference as a column of the comparison (not a method).
+CLEAN = "clean"
+#: Above this estimated noise sigma (0-255 scale) an image given as the clean reference looks noisy:
+#: clean photographs and the sample references measure 0.4-2.1, the noisy samples 6-24.
+NOISY_REFERENCE_SIGMA = 4.0
+#: How each noise model's level is written in short labels (layer names, table headers).
+LEVEL_SYMBOLS = {
+    "gaussian": "σ",
+    "spatial_gaussian": "σ",
+    "poisson": "scale",
+    "poisson_peak": "peak",
+    "speckle": "σ",
+    "salt_pepper": "p",
+}
+#: Scores the table can show: key -> (header, attribute of MethodRun, decimals, larger is better).
+METRICS = {
+    "psnr": ("PSNR (dB)", "psnr", 2, True),
+    "ssim": ("SSIM", "ssim", 4, True),
+    "seconds": ("Time (s)", "seconds", 2, False),
+}
 
 
 @dataclass(frozen=True)
@@ -64,18 +90,179 @@ class CompareResults:
     runs: list[MethodRun] = field(default_factory=list)
     estimated_sigma: float | None = None  # of the input, 0-255 scale (no-reference mode)
     input: np.ndarray | None = None  # the noisy input (no-reference mode)
+    clean: np.ndarray | None = None  # the reference (reference mode)
+    reference_sigma: float | None = None  # estimated noise sigma of the reference, 0-255 scale
+
+    @property
+    def reference(self) -> bool:
+        return self.input is None
 
     @property
     def methods(self) -> list[str]:
         return list(dict.fromkeys(run.method for run in self.runs))
 
 
+def is_model(method: str) -> bool:
+    """Whether ``method`` names a denoising model (rather than a classical method)."""
+    return method.startswith(MODEL_PREFIX)
+
+
+def model_method(source) -> str:
+    """The method name of a model source (a name or a checkpoint path)."""
+    import os
+
+    return MODEL_PREFIX + os.fspath(source)
+
+
+def model_source(method: str) -> str:
+    """The ``load_model`` source of a model method."""
+    return method[len(MODEL_PREFIX) :]
+
+
 def method_label(method: str) -> str:
-    """Short display name: ``clip:/a/b/model.safetensors`` -> ``CLIP model``; ``nl_means`` as is."""
-    if method.startswith(CLIP_PREFIX):
-        source = method[len(CLIP_PREFIX) :]
-        return "CLIP " + source.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    """Short display name: a model's name (a file's stem), a classical method's name, ``noisy``."""
+    if method == NOISY:
+        return "noisy"
+    if is_model(method):
+        return model_source(method).replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
     return method
+
+
+def method_labels(methods) -> dict[str, str]:
+    """Labels for several methods, unique: a file whose stem repeats another label keeps its file name."""
+    labels = {method: method_label(method) for method in methods}
+    counts: dict[str, int] = {}
+    for label in labels.values():
+        counts[label] = counts.get(label, 0) + 1
+    for method, label in labels.items():
+        if counts[label] > 1 and is_model(method) and _looks_like_file(model_source(method)):
+            labels[method] = model_source(method).replace("\\", "/").rsplit("/", 1)[-1]
+    return labels
+
+
+def _looks_like_file(source: str) -> bool:
+    from .model.sources import looks_like_path
+
+    return looks_like_path(source)
+
+
+def level_label(noise: str, level: float) -> str:
+    """``("gaussian", 25.0)`` -> ``"σ=25"``; ``("poisson_peak", 30)`` -> ``"peak=30"``."""
+    return f"{LEVEL_SYMBOLS.get(noise, 'level')}={level:g}"
+
+
+def layer_name(results: CompareResults, run_or_role, level: float | None = None) -> str:
+    """The name of a comparison layer: ``"σ=25 · tv"``, ``"σ=25 · clean"``; without reference ``"tv"``.
+
+    ``run_or_role`` is a :class:`MethodRun`, or ``CLEAN`` / ``"input"`` / ``"residual:<method>"``.
+    The level comes first and the names stay short, so grid cells and the layer
+    list show what tells them apart.
+    """
+    labels = method_labels(results.settings.methods)
+    if isinstance(run_or_role, MethodRun):
+        label = labels.get(run_or_role.method, method_label(run_or_role.method))
+        level = run_or_role.level
+    elif run_or_role.startswith("residual:"):
+        method = run_or_role[len("residual:") :]
+        return f"{labels.get(method, method_label(method))} · residual"
+    elif run_or_role == "input":
+        return "noisy input"
+    else:
+        label = run_or_role
+    if level is None:
+        return label
+    return f"{level_label(results.settings.noise, level)} · {label}"
+
+
+def grid_shape(results: CompareResults, canvas: tuple[float, float] | None = None) -> tuple[tuple[int, int], bool]:
+    """The comparison's grid: ``((rows, columns), transposed)``.
+
+    With a reference the grid is levels x (clean, noisy, methods): one row per
+    level, or, when ``transposed``, one column per level. ``canvas`` (height,
+    width in pixels) picks the orientation whose cells are larger (square
+    images fill a cell up to its shorter side), wider cells on a tie, so names
+    fit. Without a reference: one row, the noisy input then each method.
+    """
+    methods = len(results.settings.methods)
+    if not results.reference:
+        return (1, methods + 1), False
+    levels, columns = len(results.settings.levels), methods + 2
+    if canvas is None:
+        return (levels, columns), False
+    height, width = (float(v) for v in canvas)
+
+    def cell(rows, cols):
+        return (min(height / rows, width / cols), width / cols)
+
+    transposed = cell(columns, levels) > cell(levels, columns)
+    return ((columns, levels) if transposed else (levels, columns)), transposed
+
+
+def score_grid(results: CompareResults, metric: str = "psnr"):
+    """A method x level table of one score: ``(row labels, column labels, values, best)``.
+
+    Rows are the noisy input and the methods; columns the levels (``"σ=25"``).
+    ``values[r][c]`` is a float or None; ``best[c]`` is the row index of the best
+    method at that level (the noisy input excluded), or None.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {list(METRICS)}; got {metric!r}")
+    _, attribute, _, larger_better = METRICS[metric]
+    levels = list(results.settings.levels)
+    methods = [NOISY, *results.settings.methods]
+    labels = method_labels(results.settings.methods)
+    by_key = {(run.method, run.level): run for run in results.runs}
+    values = []
+    for method in methods:
+        row = []
+        for level in levels:
+            run = by_key.get((method, level))
+            value = getattr(run, attribute) if run is not None else None
+            row.append(None if method == NOISY and metric == "seconds" else value)
+        values.append(row)
+    best = []
+    for column in range(len(levels)):
+        scored = [(values[r][column], r) for r in range(1, len(methods)) if values[r][column] is not None]
+        if not scored:
+            best.append(None)
+            continue
+        best.append((max if larger_better else min)(scored)[1])
+    row_labels = ["noisy"] + [labels[m] for m in results.settings.methods]
+    column_labels = [level_label(results.settings.noise, level) for level in levels]
+    return row_labels, column_labels, values, best
+
+
+def records(results: CompareResults) -> tuple[list[str], list[list]]:
+    """Every run as one row with full-precision numbers (for copying and CSV): ``(headers, rows)``."""
+    labels = method_labels(results.settings.methods)
+    if results.reference:
+        headers = ["Method", "Noise", "Level", "PSNR (dB)", "SSIM", "Time (s)"]
+        rows = [
+            [labels.get(r.method, method_label(r.method)), results.settings.noise, r.level, r.psnr, r.ssim, r.seconds]
+            for r in results.runs
+        ]
+    else:
+        headers = ["Method", "Residual σ (0-255)", "Time (s)"]
+        rows = [[labels.get(r.method, method_label(r.method)), r.residual_sigma, r.seconds] for r in results.runs]
+    return headers, rows
+
+
+def reference_sigma(image01: np.ndarray, *, rgb: bool, max_size: int | None = None) -> float:
+    """Estimated noise sigma (0-255 scale) of an image meant as the clean reference.
+
+    ``max_size`` estimates on a central crop of at most that many pixels per side
+    (quick enough to run when a layer is picked).
+    """
+    from .noise import estimate_noise_sigma
+
+    image = np.asarray(image01)
+    if max_size:
+        crop = []
+        for size in image.shape[:2]:
+            start = max(0, (size - max_size) // 2)
+            crop.append(slice(start, start + max_size))
+        image = image[tuple(crop)]
+    return 255.0 * estimate_noise_sigma(image, channel_axis=-1 if rgb else None)
 
 
 def noisy_input(clean01: np.ndarray, settings: CompareSettings, index: int) -> np.ndarray:
@@ -130,15 +317,18 @@ def compare_job(
             raise ValueError("pick at least one method to compare")
         # load the CLIP models first, so the times in the table are denoising times only
         for method in settings.methods:
-            source = method[len(CLIP_PREFIX) :] if method.startswith(CLIP_PREFIX) else None
+            source = model_source(method) if is_model(method) else None
             if source is not None and source not in models:
-                yield Progress(step, total, f"loading {method_label(method)}")
+                yield Progress(step, total, f"loading model {method_label(method)}")
                 from .model.registry import load_model
 
                 models[source] = load_model(source)
             if cancel.is_set():
                 raise DenoiseCancelled("comparison was cancelled")
-        if not reference:
+        if reference:
+            results.clean = image01
+            results.reference_sigma = reference_sigma(image01, rgb=settings.rgb)
+        else:
             from .noise import estimate_noise_sigma
 
             results.input = image01
@@ -161,8 +351,8 @@ def compare_job(
                 caption = f"{method_label(method)}" + (f", level {level:g}" if level is not None else "")
                 yield Progress(step, total, caption)
                 started = time.perf_counter()
-                if method.startswith(CLIP_PREFIX):
-                    output = yield from _run_clip(noisy, method[len(CLIP_PREFIX) :], settings, cancel, models, caption)
+                if is_model(method):
+                    output = yield from _run_model(noisy, model_source(method), settings, cancel, models, caption)
                 else:
                     output = yield from _run_classical(noisy, method, sigma, settings, cancel, caption)
                 seconds = time.perf_counter() - started
@@ -184,7 +374,7 @@ def compare_job(
     return JobOutcome(results, info={"models": models})
 
 
-def _run_clip(noisy, source, settings, cancel, models, caption):
+def _run_model(noisy, source, settings, cancel, models, caption):
     from .inference.pipeline import denoise
 
     model = models[source]

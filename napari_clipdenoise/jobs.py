@@ -98,3 +98,91 @@ def iterate_progress(
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+@dataclass(frozen=True)
+class ProgressView:
+    """What a progress display should show now.
+
+    ``total == 0`` means "busy, no count to show" (a stage without steps, or a
+    run of one tile, whose only count would sit at 0 / 1 until the end).
+    """
+
+    done: int
+    total: int
+    text: str
+
+    @property
+    def busy(self) -> bool:
+        return self.total <= 0
+
+
+def _seconds(value: float) -> str:
+    value = max(0.0, value)
+    if value < 60:
+        return f"{value:.0f} s"
+    minutes, seconds = divmod(int(round(value)), 60)
+    return f"{minutes} min {seconds:02d} s"
+
+
+class ProgressTracker:
+    """Turns a job's :class:`Progress` reports into honest text: stage, counts, elapsed time, time left.
+
+    ``update(report)`` takes each report; ``view()`` renders the latest one with the
+    current time (call it from a timer so the elapsed time moves during long steps).
+    A report with ``total <= 0`` is a stage without counts ("loading model");
+    ``done < 0`` keeps the count and only changes the caption. A run of one step is
+    shown as busy with "(one tile)" instead of "0 / 1". The time left is estimated
+    from the steps done since the counting stage began, once at least one is done.
+
+    Parameters
+    ----------
+    unit : str
+        What the counts count ("tiles", "blocks", "steps").
+    clock : callable, optional
+        Seconds as a float (default :func:`time.monotonic`); tests pass their own.
+    """
+
+    def __init__(self, unit: str = "tiles", clock: Callable[[], float] | None = None):
+        import time
+
+        self.unit = unit
+        self._clock = clock or time.monotonic
+        self._started = self._clock()
+        self._message = ""
+        self._done = 0
+        self._total = 0
+        self._count_started: float | None = None
+        self._count_start_done = 0
+
+    def update(self, report: Progress) -> ProgressView:
+        if report.message:
+            self._message = report.message
+        if report.done >= 0 and report.total > 0:
+            if self._count_started is None or report.total != self._total or report.done < self._done:
+                self._count_started = self._clock()
+                self._count_start_done = report.done
+            self._done, self._total = report.done, report.total
+        elif report.total == 0:  # a new stage without counts
+            self._done = self._total = 0
+            self._count_started = None
+        return self.view()
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self._started
+
+    def view(self) -> ProgressView:
+        caption = self._message or "working"
+        elapsed = _seconds(self.elapsed)
+        if self._total <= 0:
+            return ProgressView(0, 0, f"{caption}… {elapsed}")
+        if self._total == 1 and self._done < 1:
+            single = self.unit[:-1] if self.unit.endswith("s") else self.unit
+            return ProgressView(0, 0, f"{caption} (one {single})… {elapsed}")
+        text = f"{caption}: {self._done} / {self._total} {self.unit} · {elapsed}"
+        counted = self._done - self._count_start_done
+        if 0 < self._done < self._total and counted > 0 and self._count_started is not None:
+            rate = (self._clock() - self._count_started) / counted
+            text += f", about {_seconds(rate * (self._total - self._done))} left"
+        return ProgressView(self._done, self._total, text)

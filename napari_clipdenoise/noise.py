@@ -20,9 +20,11 @@ from scipy import ndimage
 
 __all__ = [
     "DEFAULT_CLIP",
+    "LEVEL_UNITS",
     "NOISE_MODELS",
     "REFERENCE_KINDS",
     "REFERENCE_LEVELS",
+    "TYPICAL_LEVELS",
     "add_noise",
     "estimate_noise_sigma",
     "reference_gauss",
@@ -38,6 +40,25 @@ NOISE_MODELS: dict[str, str] = {
     "spatial_gaussian": "Gaussian noise blurred by a 3x3 box filter; level = sigma (0-255 scale) before blurring",
     "speckle": "multiplicative noise x + x*N(0, level^2); level = relative standard deviation",
     "salt_pepper": "impulse noise; level = fraction of pixels set to 0 or 1",
+}
+
+#: The unit of each noise model's level, as forms and axis labels show it.
+LEVEL_UNITS: dict[str, str] = {
+    "gaussian": "sigma (0-255 scale)",
+    "poisson": "scale (the paper's Poisson parameter)",
+    "poisson_peak": "peak photon count",
+    "spatial_gaussian": "sigma before the 3x3 blur (0-255 scale)",
+    "speckle": "relative standard deviation",
+    "salt_pepper": "fraction of pixels",
+}
+#: Levels worth trying first, per noise model (the comparison's defaults; forms start at the middle one).
+TYPICAL_LEVELS: dict[str, tuple[float, ...]] = {
+    "gaussian": (15, 25, 50),
+    "poisson": (2, 2.5, 3, 3.5),
+    "poisson_peak": (100, 30, 10),
+    "spatial_gaussian": (40, 45, 50, 55),
+    "speckle": (0.1, 0.2, 0.3),
+    "salt_pepper": (0.01, 0.05, 0.1),
 }
 
 # Whether add_noise clips its result to [0, 1] when ``clip`` is not given. Gaussian and

@@ -126,6 +126,6 @@ def test_widgets_open_from_the_plugin_menu_entries(make_napari_viewer, npe2pm, q
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         denoise_widget.run_button.click()
-        qtbot.waitUntil(lambda: not denoise_widget.is_running, timeout=60_000)
+        qtbot.waitUntil(lambda: not denoise_widget.is_busy, timeout=60_000)
     assert "img_denoised" in viewer.layers and "img_residual" in viewer.layers
     assert not [w for w in caught if "rivate attribute" in str(w.message)]

@@ -108,3 +108,63 @@ def test_closing_early_sets_cancel_and_waits_for_the_call():
     next(generator)
     generator.close()
     assert cancel.is_set() and finished.is_set()
+
+
+def test_progress_tracker_is_honest():
+    from napari_clipdenoise.jobs import ProgressTracker
+
+    now = [0.0]
+    tracker = ProgressTracker("tiles", clock=lambda: now[0])
+    view = tracker.update(Progress(0, 0, "loading model"))
+    assert view.busy and view.text == "loading model… 0 s"
+    now[0] = 2.0
+    view = tracker.update(Progress(0, 1, "denoising"))
+    assert view.busy and "one tile" in view.text and "0 / 1" not in view.text  # one tile: busy, not 0 / 1
+    tracker = ProgressTracker("tiles", clock=lambda: now[0])
+    tracker.update(Progress(0, 10, "denoising"))
+    now[0] = 6.0
+    view = tracker.update(Progress(2, 10, "denoising"))
+    assert (view.done, view.total) == (2, 10)
+    assert view.text == "denoising: 2 / 10 tiles · 4 s, about 16 s left"
+    view = tracker.update(Progress(-1, -1, "tv, level 25: tile 3/9"))  # a caption only: the count stays
+    assert (view.done, view.total) == (2, 10) and view.text.startswith("tv, level 25: tile 3/9")
+
+
+def test_comparison_names_tables_and_grid_orientation():
+    from napari_clipdenoise.comparison import (
+        CLEAN,
+        NOISY,
+        CompareResults,
+        CompareSettings,
+        MethodRun,
+        grid_shape,
+        layer_name,
+        method_labels,
+        records,
+        score_grid,
+    )
+
+    settings = CompareSettings(methods=("model:/x/gaussian15.safetensors", "model:gaussian15", "tv"), levels=(15, 50))
+    labels = method_labels(settings.methods)
+    assert labels == {
+        "model:/x/gaussian15.safetensors": "gaussian15.safetensors",
+        "model:gaussian15": "gaussian15",
+        "tv": "tv",
+    }
+    runs = []
+    for level in settings.levels:
+        runs.append(MethodRun(NOISY, level, np.zeros(1), 0.0, psnr=20.0 - level / 10, ssim=0.5))
+        for offset, method in enumerate(settings.methods):
+            runs.append(MethodRun(method, level, np.zeros(1), 1.0 + offset, psnr=25.0 + offset, ssim=0.7))
+    results = CompareResults(settings, runs=runs, clean=np.zeros(1))
+    assert layer_name(results, runs[3]) == "σ=15 · tv" and layer_name(results, CLEAN, 50) == "σ=50 · clean"
+    rows, columns, values, best = score_grid(results, "psnr")
+    assert rows == ["noisy", "gaussian15.safetensors", "gaussian15", "tv"] and columns == ["σ=15", "σ=50"]
+    assert values[3] == [27.0, 27.0] and best == [3, 3]
+    assert score_grid(results, "seconds")[2][0] == [None, None]  # the noisy input took no time
+    assert score_grid(results, "seconds")[3] == [1, 1]  # the fastest method
+    headers, table = records(results)
+    assert headers[:3] == ["Method", "Noise", "Level"] and len(table) == 8
+    # 2 levels x 5 columns: a wide canvas gets rows of levels, a tall one columns of levels
+    assert grid_shape(results, (600, 1200)) == ((2, 5), False)
+    assert grid_shape(results, (1200, 400)) == ((5, 2), True)

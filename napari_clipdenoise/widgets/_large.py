@@ -61,11 +61,15 @@ def denoise_to_zarr_job(
     """
     started = time.perf_counter()
     try:
-        yield Progress(0, 0, "loading model")
+        from ..model.registry import DenoisingModel
+
+        if not isinstance(source, DenoisingModel):
+            yield Progress(0, 0, "loading model")
         from ..distributed import denoise_zarr
         from ..model.registry import load_model
 
         model = load_model(source)
+        yield Progress(0, 0, "denoising blocks")
         report = yield from iterate_progress(
             lambda progress: denoise_zarr(
                 image,
@@ -76,7 +80,7 @@ def denoise_to_zarr_job(
                 progress=progress,
                 cancel=cancel,
             ),
-            message="denoising blocks into a zarr store",
+            message="denoising blocks",
             cancel=cancel,
         )
         if cancel.is_set():

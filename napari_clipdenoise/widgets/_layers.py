@@ -90,6 +90,71 @@ def preview_region(layer, viewer, axes: str) -> tuple[tuple, dict[int, int]]:
     return key, index
 
 
+#: Metadata key of the comparison widget's output layers.
+COMPARE_KEY = "clipdenoise_compare"
+#: Smallest preview region edge (pixels): smaller regions say "zoom out" instead.
+MIN_PREVIEW_EDGE = 16
+
+
+def is_compare_layer(layer) -> bool:
+    """Whether ``layer`` is an output of the comparison widget."""
+    return COMPARE_KEY in (getattr(layer, "metadata", None) or {})
+
+
+def visible_region(layer, viewer, axes: str) -> tuple[tuple, dict[int, int]]:
+    """Index selecting the part of the current plane that is on screen, and its offset per axis.
+
+    Like :func:`preview_region` (plane axes are fixed to the plane shown), and the
+    Y and X axes are cut to the canvas's view. Raises ValueError, saying what to
+    do, in 3D view, when Y/X are not the axes on screen, or when the layer is off screen.
+    """
+    if viewer.dims.ndisplay != 2:
+        raise ValueError(
+            "Preview works on the plane on screen, and the 3D view shows none: switch to 2D view"
+            " (the square button at the bottom left), or use Denoise for the whole stack"
+        )
+    shape = tuple(int(s) for s in layer_array(layer).shape)
+    layout = parse_axes(axes, shape)
+    key, index = preview_region(layer, viewer, axes)
+    layer_dims = layer.ndim
+    world_ndim = viewer.dims.ndim
+    displayed_world = list(viewer.dims.displayed)
+    displayed_layer = sorted(d - (world_ndim - layer_dims) for d in displayed_world)
+    if sorted((layout.y, layout.x)) != displayed_layer:
+        raise ValueError(
+            f"Preview needs the Y and X axes of '{layer.name}' on screen; the view shows other axes."
+            " Reset the axis order (the transpose buttons) or use Denoise"
+        )
+    height, width = (float(v) for v in viewer.canvas.viewbox_size(viewer.layers))
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    centre = np.asarray(camera.center, dtype=float)[-2:]
+    half = np.array([height, width]) / (2.0 * float(camera.zoom))
+    base = np.asarray(viewer.dims.point, dtype=float).copy()
+    corners = []
+    for dy in (-1, 1):
+        for dx in (-1, 1):
+            point = base.copy()
+            point[displayed_world[-2]] = centre[0] + dy * half[0]
+            point[displayed_world[-1]] = centre[1] + dx * half[1]
+            corners.append(np.asarray(layer.world_to_data(point[-layer_dims:]), dtype=float))
+    corners = np.asarray(corners)
+    key = list(key)
+    offset = dict(index)
+    for axis in (layout.y, layout.x):
+        low = int(np.clip(np.floor(corners[:, axis].min() + 0.5), 0, shape[axis]))
+        high = int(np.clip(np.ceil(corners[:, axis].max() + 0.5), 0, shape[axis]))
+        if high - low <= 0:
+            raise ValueError(f"'{layer.name}' is not on screen: press Home (reset view) or pan to it")
+        if high - low < MIN_PREVIEW_EDGE:
+            raise ValueError(
+                f"the visible part of '{layer.name}' is only {high - low} pixels across: zoom out to preview it"
+            )
+        key[axis] = slice(low, high)
+        if low:
+            offset[axis] = low
+    return tuple(key), offset
+
+
 def geometry_kwargs(layer, *, offset: dict[int, int] | None = None) -> dict:
     """Scale, translate, units, axis labels of ``layer``; ``offset`` shifts translate by whole pixels."""
     translate = np.asarray(layer.translate, dtype=float).copy()

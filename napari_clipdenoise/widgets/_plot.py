@@ -76,11 +76,22 @@ class LinePlot(FigureCanvasQTAgg):
                 linestyle="--" if dashed else "-",
                 color="#9aa0a6" if dashed else None,
             )
+        from matplotlib.ticker import MaxNLocator
+
+        self.axes.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # short tick labels: 15, 20, 25
         self.axes.set_xlabel(xlabel, fontsize=8)
         self.axes.set_ylabel(ylabel, fontsize=8)
         if title:
             self.axes.set_title(title, fontsize=9)
-        legend = self.axes.legend(fontsize=7, frameon=False, labelcolor=FOREGROUND)
+        # under the axes, so it never hides a line (the constrained layout makes room for it)
+        legend = self.axes.legend(
+            fontsize=7,
+            frameon=False,
+            labelcolor=FOREGROUND,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.22),
+            ncol=2,
+        )
         legend.set_visible(bool(series))
         self.draw_idle()
 

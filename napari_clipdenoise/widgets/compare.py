@@ -1,16 +1,21 @@
-"""The noise-level comparison dock widget: methods x noise levels, with layers, a table and a plot.
+"""The noise-level comparison dock widget: methods x noise levels, with a labelled grid, a table and a plot.
 
 With a clean reference, the widget adds seeded noise at each level, runs every
 checked method on each noisy image and scores it against the reference (PSNR,
 SSIM from :mod:`napari_clipdenoise.metrics`). Without one (real noisy data), it
 runs the methods on the layer as it is and shows results, residuals and the
-input's estimated noise level. All output layers are named ``[compare] ...`` and
-are replaced by the next comparison.
+input's estimated noise level.
+
+The output layers carry ``metadata["clipdenoise_compare"]`` and short names that
+start with what tells them apart (``"σ=25 · tv"``); the next comparison replaces
+them. Grid view lays them out one row per level and one column per clean /
+noisy / method, each cell named, with the view reset to show whole images.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 from qtpy.QtCore import Qt
@@ -25,6 +30,7 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -32,41 +38,60 @@ from qtpy.QtWidgets import (
 )
 
 from ..baselines import CLASSICAL_METHODS, available_methods
-from ..comparison import CLIP_PREFIX, NOISY, CompareResults, CompareSettings, compare_job, method_label
-from ..jobs import JobOutcome, Progress
-from ..model.registry import REGISTRY, install_hint, installed_models
+from ..comparison import (
+    CLEAN,
+    METRICS,
+    NOISY,
+    NOISY_REFERENCE_SIGMA,
+    CompareResults,
+    CompareSettings,
+    compare_job,
+    grid_shape,
+    is_model,
+    layer_name,
+    method_label,
+    method_labels,
+    model_method,
+    model_source,
+    records,
+    reference_sigma,
+    score_grid,
+)
+from ..inference.axes import parse_axes
+from ..jobs import JobOutcome
 from ..model.sources import parse_model_source
-from ..noise import NOISE_MODELS
+from ..model.summary import available_models, describe_model
+from ..noise import LEVEL_UNITS, NOISE_MODELS, TYPICAL_LEVELS
 from ..unit_scale import UnitScale
 from . import _layers
+from ._grid import GridSession, grid_of
 from ._inference_options import InferenceOptionsPanel
 from ._job import JobWidgetMixin
 from ._layer_combo import ImageLayerCombo
+from ._layer_queue import LayerQueue, LayerSpec
 from ._model_combo import CHECKPOINT_FILTER
 from ._plot import LinePlot
+from ._scroll import ScrollingDockMixin, scrolling_content
 from ._table import ResultsTable
 from ._worker import if_alive
 
-LAYER_PREFIX = "[compare] "
+__all__ = ["CompareWidget", "grid_of", "parse_levels"]
+
 MODE_REFERENCE = "Add noise to a clean reference"
 MODE_REAL = "Real noisy data (no reference)"
+WARNING_STYLE = "color: #ffb347;"
+COMPARE_KEY = _layers.COMPARE_KEY
 
 #: Default levels and the unit of the level, per noise model.
-LEVELS = {
-    "gaussian": ("15, 25, 50", "sigma (0-255 scale)"),
-    "poisson": ("2, 2.5, 3, 3.5", "scale (the paper's Poisson parameter)"),
-    "poisson_peak": ("100, 30, 10", "peak photon count"),
-    "spatial_gaussian": ("40, 45, 50, 55", "sigma before the 3x3 blur (0-255 scale)"),
-    "speckle": ("0.1, 0.2, 0.3", "relative standard deviation"),
-    "salt_pepper": ("0.01, 0.05, 0.1", "fraction of pixels"),
-}
+LEVELS = {kind: (", ".join(f"{level:g}" for level in TYPICAL_LEVELS[kind]), LEVEL_UNITS[kind]) for kind in NOISE_MODELS}
 DEFAULT_CLASSICAL = ("nl_means", "wavelet")
-
-
-def grid_of(viewer):
-    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+#: Words in a layer's name that mark it as a clean reference (lower case, whole words).
+CLEAN_WORDS = ("clean", "reference", "ref", "gt", "ground", "truth", "full_dose", "fulldose", "original")
+NOISY_WORDS = ("noisy", "noise", "low_dose", "lowdose")
+#: Rows of the method list shown without scrolling.
+METHOD_ROWS = 7
+#: Edge (pixels) of the central crop used to judge a layer picked as the clean reference.
+QUICK_CHECK_SIZE = 256
 
 
 def parse_levels(text: str) -> tuple[float, ...]:
@@ -88,7 +113,39 @@ def parse_levels(text: str) -> tuple[float, ...]:
     return tuple(levels)
 
 
-class CompareWidget(JobWidgetMixin, QWidget):
+def _words(name: str) -> set[str]:
+    import re
+
+    lowered = name.lower()
+    return set(re.split(r"[^a-z0-9]+", lowered)) | {w for w in CLEAN_WORDS + NOISY_WORDS if w in lowered and "_" in w}
+
+
+def says_noisy(layer) -> str:
+    """Why ``layer``'s name or metadata says it is noisy ("" when nothing does)."""
+    metadata = getattr(layer, "metadata", None) or {}
+    noise = metadata.get("noise")
+    if isinstance(noise, str) and noise and not noise.lower().startswith("none"):
+        return f"its metadata says noise: {noise}"
+    record = metadata.get("clipdenoise")
+    if isinstance(record, dict) and record.get("operation") == "add_noise":
+        return "it was made by Add synthetic noise"
+    if _words(layer.name) & set(NOISY_WORDS):
+        return "its name says so"
+    return ""
+
+
+def looks_clean(layer) -> bool:
+    """Whether ``layer``'s name or metadata marks it as a clean reference."""
+    if says_noisy(layer):
+        return False
+    metadata = getattr(layer, "metadata", None) or {}
+    noise = metadata.get("noise")
+    if isinstance(noise, str) and noise.lower().startswith("none"):
+        return True
+    return bool(_words(layer.name) & set(CLEAN_WORDS))
+
+
+class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
     """Dock widget: compare denoisers across noise levels (or on real noisy data).
 
     Parameters
@@ -102,65 +159,92 @@ class CompareWidget(JobWidgetMixin, QWidget):
         self._init_job_state()
         self._models: dict = {}
         self.results: CompareResults | None = None
+        self._result_layers: list = []
+        self._names: dict[str, str] = {}  # layer name -> the name it got (when a user layer had it)
+        self.layer_queue = LayerQueue(napari_viewer, self)
         self._build()
+        self._set_idle_bar()
         self._on_mode_changed()
         self._on_noise_changed(self.noise.currentText())
 
     # ----------------------------------------------------------------- layout
     def _build(self) -> None:
-        self.mode = QComboBox(self)
+        content = scrolling_content(self)
+        self.mode = QComboBox(content)
         self.mode.addItems([MODE_REFERENCE, MODE_REAL])
-        self.layer_combo = ImageLayerCombo(self.viewer, self, exclude_suffixes=("_denoised", "_residual"))
-        self.noise = QComboBox(self)
+        self.layer_combo = ImageLayerCombo(
+            self.viewer,
+            content,
+            exclude_suffixes=("_denoised", "_residual", "_denoised_preview", "_residual_preview"),
+            hide=_layers.is_compare_layer,
+            prefer=self._preferred_input,
+        )
+        self.reference_note = QLabel(content)
+        self.reference_note.setWordWrap(True)
+        self.reference_note.setStyleSheet(WARNING_STYLE)
+        self.reference_note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.reference_note.setVisible(False)
+        self.noise = QComboBox(content)
         for kind, description in NOISE_MODELS.items():
             self.noise.addItem(kind)
             self.noise.setItemData(self.noise.count() - 1, description, Qt.ItemDataRole.ToolTipRole)
-        self.levels = QLineEdit(self)
+        self.levels = QLineEdit(content)
         self.levels.setToolTip("Comma-separated noise levels")
-        self.level_unit = QLabel(self)
+        self.level_unit = QLabel(content)
         self.level_unit.setStyleSheet("color: gray;")
-        self.seed = QSpinBox(self)
+        self.seed = QSpinBox(content)
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setToolTip("The same seed and settings give the same noisy images and numbers")
-        self.methods = QListWidget(self)
-        self.methods.setMaximumHeight(110)
+        self.methods = QListWidget(content)
         self._fill_methods()
-        self.add_checkpoint_button = QPushButton("Add checkpoint…", self)
-        self.add_checkpoint_button.setToolTip("Add a CLIP denoiser checkpoint file (.safetensors or reference .pth)")
-        self.refresh_methods_button = QToolButton(self)
+        self.add_checkpoint_button = QPushButton("Add checkpoint…", content)
+        self.add_checkpoint_button.setToolTip("Add a denoiser checkpoint file (.safetensors or reference .pth)")
+        self.refresh_methods_button = QToolButton(content)
         self.refresh_methods_button.setText("↻")
         self.refresh_methods_button.setToolTip("Re-read the model cache (after installing a model)")
 
-        options = InferenceOptionsPanel(self, "CLIP tiling and device", "whole image")
+        options = InferenceOptionsPanel(content, "Model tiling and device", "whole image")
         self.advanced_toggle, self.advanced = options.toggle, options.panel
         self.tile_size, self.overlap = options.tile_size, options.overlap
         self.device, self.precision = options.device, options.precision
         self._options = options
 
-        self.run_button = QPushButton("Compare", self)
-        self.cancel_button = QPushButton("Cancel", self)
+        self.run_button = QPushButton("Compare", content)
+        self.cancel_button = QPushButton("Cancel", content)
         self.cancel_button.setEnabled(False)
-        self.grid_button = QPushButton("Grid view", self)
+        self.grid_button = QPushButton("Grid view", content)
         self.grid_button.setCheckable(True)
-        self.grid_button.setToolTip("Show the comparison layers side by side (napari grid mode)")
-        self.progress_bar = QProgressBar(self)
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self.status = QLabel("", self)
+        self.grid_button.setToolTip(
+            "Show the comparison side by side: one row per level, one column per clean / noisy / method,"
+            " each cell named (other layers are hidden until you switch it off)"
+        )
+        self.residuals_button = QPushButton("Residuals", content)
+        self.residuals_button.setCheckable(True)
+        self.residuals_button.setToolTip("Grid view of the residuals (input − result) instead of the results")
+        self.progress_bar = QProgressBar(content)
+        self.status = QLabel("", content)
         self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.summary = QLabel("", self)
+        self.summary = QLabel("", content)
         self.summary.setWordWrap(True)
-        self.table = ResultsTable(self)
-        self.table.setMinimumHeight(120)
-        self.copy_button = QPushButton("Copy", self)
-        self.copy_button.setToolTip("Copy the table (tab-separated, pastes into spreadsheets)")
-        self.export_button = QPushButton("Export CSV…", self)
-        self.plot = LinePlot(self)
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.metric = QComboBox(content)
+        for key, (header, *_rest) in METRICS.items():
+            self.metric.addItem(header, key)
+        self.metric.setToolTip("The score the table shows (bold: the best method at each level)")
+        self.table = ResultsTable(content, max_visible_rows=7)
+        self.copy_button = QPushButton("Copy", content)
+        self.copy_button.setToolTip("Copy every run with every score (tab-separated, pastes into spreadsheets)")
+        self.export_button = QPushButton("CSV…", content)
+        self.export_button.setToolTip("Export every run with every score, full precision, to a CSV file")
+        self.plot = LinePlot(content, height=2.8)
 
         self._form = form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Mode", self.mode)
         form.addRow("Image", self.layer_combo)
+        form.addRow(self.reference_note)
         form.addRow("Noise", self.noise)
         form.addRow("Levels", self.levels)
         form.addRow("", self.level_unit)
@@ -173,46 +257,56 @@ class CompareWidget(JobWidgetMixin, QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        buttons.addWidget(self.grid_button)
-        table_buttons = QHBoxLayout()
-        table_buttons.addStretch(1)
-        table_buttons.addWidget(self.copy_button)
-        table_buttons.addWidget(self.export_button)
-        layout = QVBoxLayout(self)
+        view_buttons = QHBoxLayout()
+        view_buttons.addWidget(self.grid_button)
+        view_buttons.addWidget(self.residuals_button)
+        table_bar = QHBoxLayout()
+        table_bar.addWidget(QLabel("Show", content))
+        table_bar.addWidget(self.metric, 1)
+        table_bar.addWidget(self.copy_button)
+        table_bar.addWidget(self.export_button)
+        layout = QVBoxLayout(content)
+        layout.setContentsMargins(6, 6, 6, 6)
         layout.addLayout(form)
         layout.addWidget(self.advanced_toggle)
         layout.addWidget(self.advanced)
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
+        layout.addLayout(view_buttons)
         layout.addWidget(self.summary)
-        layout.addWidget(self.table, 1)
-        layout.addLayout(table_buttons)
-        layout.addWidget(self.plot, 1)
+        layout.addLayout(table_bar)
+        layout.addWidget(self.table)
+        layout.addWidget(self.plot)
+        layout.addStretch(1)
+        self.setMinimumWidth(220)
 
         self.mode.currentIndexChanged.connect(lambda _: self._on_mode_changed())
+        self.layer_combo.layer_changed.connect(lambda _layer: self._check_reference())
         self.noise.currentTextChanged.connect(self._on_noise_changed)
         self.add_checkpoint_button.clicked.connect(self._on_add_checkpoint)
         self.refresh_methods_button.clicked.connect(self.refresh_methods)
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
         self.grid_button.toggled.connect(self._on_grid_toggled)
+        self.residuals_button.toggled.connect(lambda _checked: self._on_grid_toggled(self.grid_button.isChecked()))
+        self.metric.currentIndexChanged.connect(lambda _: self._show_table())
         self.copy_button.clicked.connect(self.table.copy_to_clipboard)
         self.export_button.clicked.connect(self._on_export)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self._update_buttons()
 
+    # ----------------------------------------------------------------- methods
     def refresh_methods(self) -> None:
         """Re-list the methods (newly installed models appear), keeping added checkpoints and ticks."""
         items = [self.methods.item(i) for i in range(self.methods.count())]
         ticked = {item.data(Qt.ItemDataRole.UserRole) for item in items if item.checkState() == Qt.CheckState.Checked}
         listed = {item.data(Qt.ItemDataRole.UserRole) for item in items}
-        checkpoints = [
-            m for m in listed if m.startswith(CLIP_PREFIX) and parse_model_source(m[len(CLIP_PREFIX) :]).is_file
-        ]
+        checkpoints = [m for m in listed if is_model(m) and parse_model_source(model_source(m)).is_file]
         self.methods.clear()
         self._fill_methods()
         for method in checkpoints:
-            self.add_checkpoint(method[len(CLIP_PREFIX) :])
+            self.add_checkpoint(model_source(method))
         for i in range(self.methods.count()):
             item = self.methods.item(i)
             method = item.data(Qt.ItemDataRole.UserRole)
@@ -220,17 +314,26 @@ class CompareWidget(JobWidgetMixin, QWidget):
                 item.setCheckState(Qt.CheckState.Checked if method in ticked else Qt.CheckState.Unchecked)
 
     def _fill_methods(self) -> None:
-        installed = installed_models()
-        for name in list(REGISTRY) + [n for n in installed if n not in REGISTRY]:
-            item = QListWidgetItem(f"CLIP {name}" + ("" if name in installed else " (not installed)"))
-            item.setData(Qt.ItemDataRole.UserRole, CLIP_PREFIX + name)
-            if name in installed:
+        """Every model the core knows (registry, bundled, installed), the classical methods, then missing models."""
+        first_loadable = True
+        missing = []
+        summaries = [describe_model(name) for name in available_models()]
+        for summary in [s for s in summaries if s.loadable] + [s for s in summaries if not s.loadable]:
+            name = summary.name
+            item = QListWidgetItem(name if summary.loadable else f"{name} (not installed)")
+            item.setData(Qt.ItemDataRole.UserRole, model_method(name))
+            family = f"Network: {summary.family_name}" if summary.family_name else ""
+            tooltip = "\n".join(t for t in (summary.description, summary.warning, family) if t)
+            if summary.loadable:
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-                item.setCheckState(Qt.CheckState.Checked if name == installed[0] else Qt.CheckState.Unchecked)
-                item.setToolTip(REGISTRY[name].description if name in REGISTRY else name)
+                item.setCheckState(Qt.CheckState.Checked if first_loadable else Qt.CheckState.Unchecked)
+                first_loadable = False
+                item.setToolTip(tooltip)
             else:
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled & ~Qt.ItemFlag.ItemIsUserCheckable)
-                item.setToolTip(install_hint(name))
+                item.setToolTip(summary.hint)
+                missing.append(item)
+                continue
             self.methods.addItem(item)
         for method in available_methods():
             item = QListWidgetItem(method)
@@ -239,14 +342,33 @@ class CompareWidget(JobWidgetMixin, QWidget):
             item.setCheckState(Qt.CheckState.Checked if method in DEFAULT_CLASSICAL else Qt.CheckState.Unchecked)
             item.setToolTip(CLASSICAL_METHODS[method])
             self.methods.addItem(item)
+        for item in missing:
+            self.methods.addItem(item)
+        self._fit_methods()
+
+    def _fit_methods(self) -> None:
+        """As tall as the list (up to METHOD_ROWS rows), so the usable methods show without scrolling."""
+        rows = max(3, min(self.methods.count(), METHOD_ROWS))
+        row = self.methods.sizeHintForRow(0) if self.methods.count() else 16
+        row = max(row, 14) + self.methods.spacing()
+        self.methods.setFixedHeight(rows * row + 2 * self.methods.frameWidth() + row // 2 + 6)
+
+    def method_names(self) -> list[str]:
+        """Every method listed (checkable or not)."""
+        return [self.methods.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.methods.count())]
 
     # ----------------------------------------------------------------- options
     @property
     def reference_mode(self) -> bool:
         return self.mode.currentText() == MODE_REFERENCE
 
+    @property
+    def is_busy(self) -> bool:
+        """A comparison runs, or its layers are still being added or laid out in the grid."""
+        return self.is_running or self.layer_queue.busy or GridSession.for_viewer(self.viewer).busy
+
     def set_methods(self, methods) -> None:
-        """Check exactly ``methods`` (classical names, ``clip:<name>`` or checkpoint paths via ``add_checkpoint``)."""
+        """Check exactly ``methods`` (classical names, ``model:<name>`` or checkpoint paths via ``add_checkpoint``)."""
         wanted = list(methods)
         items = [self.methods.item(i) for i in range(self.methods.count())]
         known = [
@@ -254,7 +376,7 @@ class CompareWidget(JobWidgetMixin, QWidget):
         ]
         missing = [m for m in wanted if m not in known]
         if missing:
-            raise ValueError(f"unknown method(s) {missing} (a CLIP model must be installed); available: {known}")
+            raise ValueError(f"unknown method(s) {missing} (a model must be installed); available: {known}")
         for i in range(self.methods.count()):
             item = self.methods.item(i)
             if item.flags() & Qt.ItemFlag.ItemIsUserCheckable:
@@ -269,20 +391,22 @@ class CompareWidget(JobWidgetMixin, QWidget):
         )
 
     def add_checkpoint(self, path) -> str:
-        """Add a checkpoint file as a (checked) CLIP method; returns its method name."""
+        """Add a checkpoint file as a (checked) model method; returns its method name."""
         import os
 
-        method = CLIP_PREFIX + os.fspath(path)
+        method = model_method(path)
         for i in range(self.methods.count()):
             if self.methods.item(i).data(Qt.ItemDataRole.UserRole) == method:
                 self.methods.item(i).setCheckState(Qt.CheckState.Checked)
                 return method
+        summary = describe_model(os.fspath(path))
         item = QListWidgetItem(method_label(method))
         item.setData(Qt.ItemDataRole.UserRole, method)
-        item.setToolTip(os.fspath(path))
+        item.setToolTip("\n".join(t for t in (os.fspath(path), summary.description, summary.warning) if t))
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
         item.setCheckState(Qt.CheckState.Checked)
         self.methods.insertItem(0, item)
+        self._fit_methods()
         return method
 
     def settings(self, rgb: bool) -> CompareSettings:
@@ -300,12 +424,72 @@ class CompareWidget(JobWidgetMixin, QWidget):
             options=self._options.options(),
         )
 
+    def _preferred_input(self, layers):
+        """In reference mode: a layer whose name or metadata marks it clean, never a noisy-looking one."""
+        if not hasattr(self, "mode") or not self.reference_mode:
+            return None
+        clean = [layer for layer in layers if looks_clean(layer)]
+        if clean:
+            return clean[0]
+        active = self.viewer.layers.selection.active
+        if active is not None and active in layers and says_noisy(active):
+            quiet = [layer for layer in layers if not says_noisy(layer)]
+            return quiet[0] if quiet else None
+        return None
+
     def _on_mode_changed(self) -> None:
         reference = self.reference_mode
         for widget in (self.noise, self.levels, self.level_unit, self.seed):
             self._form.setRowVisible(widget, reference)
         self.layer_combo.setToolTip("The clean image" if reference else "The noisy image to denoise as it is")
         self._form.labelForField(self.layer_combo).setText("Clean image" if reference else "Noisy image")
+        current = self.layer_combo.layer()
+        if reference and (current is None or says_noisy(current)):  # keep a choice that is not noisy
+            self.layer_combo.choose_default()
+        self._check_reference()
+        self._update_buttons()
+
+    def _check_reference(self) -> None:
+        """Reference mode: say so when the layer picked as the clean image looks noisy."""
+        note = ""
+        layer = self.layer_combo.layer()
+        if self.reference_mode and layer is not None:
+            reason = says_noisy(layer)
+            sigma = None
+            try:
+                plane = self._quick_plane(layer)
+                if min(plane.shape[:2]) >= 32:  # the wavelet estimate needs some pixels
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        sigma = reference_sigma(plane, rgb=bool(layer.rgb), max_size=QUICK_CHECK_SIZE)
+            except Exception:  # noqa: BLE001 - the run itself reports a bad image
+                sigma = None
+            if sigma is not None and sigma > NOISY_REFERENCE_SIGMA:
+                reason = f"estimated noise σ ≈ {sigma:.1f} on 0-255" + (f"; {reason}" if reason else "")
+            if reason:
+                note = (
+                    f"⚠ '{layer.name}' looks noisy ({reason}): PSNR against it would measure agreement with"
+                    " noise. Pick the clean image, or switch Mode to real noisy data."
+                )
+        self.reference_note.setText(note)
+        self.reference_note.setVisible(bool(note))
+
+    def _quick_plane(self, layer):
+        """A central crop of the plane on screen, on [0, 1] (cheap enough on every selection change)."""
+        data = _layers.layer_array(layer)
+        axes = _layers.layer_axes(layer)
+        region, _ = _layers.preview_region(layer, self.viewer, axes)
+        shape = tuple(int(s) for s in data.shape)
+        layout = parse_axes(axes, shape)
+        region = list(region)
+        for axis in (layout.y, layout.x):
+            start = max(0, (shape[axis] - QUICK_CHECK_SIZE) // 2)
+            region[axis] = slice(start, start + QUICK_CHECK_SIZE)
+        plane = np.asarray(data[tuple(region)])
+        plane = plane.reshape(plane.shape[-3:] if layer.rgb else plane.shape[-2:])
+        if layer.rgb:
+            plane = plane[..., :3]
+        return UnitScale.for_image(plane).to_unit(plane)
 
     def _on_noise_changed(self, kind: str) -> None:
         levels, unit = LEVELS.get(kind, ("", ""))
@@ -313,27 +497,71 @@ class CompareWidget(JobWidgetMixin, QWidget):
         self.level_unit.setText(f"level = {unit}")
 
     def _on_add_checkpoint(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Add a CLIP denoiser checkpoint", "", CHECKPOINT_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Add a denoiser checkpoint", "", CHECKPOINT_FILTER)
         if path:
             self.add_checkpoint(path)
 
+    # ----------------------------------------------------------------- grid
+    def grid_layers(self) -> tuple[list, tuple[int, int]]:
+        """The comparison's layers in grid order (row by row) and the grid's shape."""
+        results = self.results
+        if results is None:
+            return [], (1, 1)
+        layers = self.viewer.layers
+        residuals = self.residuals_button.isChecked() and not results.reference
+        names = []
+        shape, transposed = grid_shape(results, tuple(self.viewer.canvas.size))
+        if results.reference:
+            rows = []
+            for level in results.settings.levels:
+                row = [layer_name(results, CLEAN, level)]
+                for method in (NOISY, *results.settings.methods):
+                    run = next(r for r in results.runs if r.method == method and r.level == level)
+                    row.append(layer_name(results, run))
+                rows.append(row)
+            if transposed:  # one column per level
+                rows = [list(column) for column in zip(*rows, strict=True)]
+            names = [name for row in rows for name in row]
+        else:
+            names.append(layer_name(results, "input"))
+            for run in results.runs:
+                names.append(layer_name(results, f"residual:{run.method}") if residuals else layer_name(results, run))
+        by_name = {self._names.get(name, name): None for name in names}
+        ordered = [layers[name] for name in by_name if name in layers and _layers.is_compare_layer(layers[name])]
+        return ordered, shape
+
     def _on_grid_toggled(self, enabled: bool) -> None:
-        grid_of(self.viewer).enabled = enabled
-        # name each grid cell: the comparison's layers always, the chosen image while the grid is on
-        layer = self.layer_combo.layer()
-        if layer is not None and not layer.name.startswith(LAYER_PREFIX):
-            if enabled and not layer.name_overlay.visible:
-                layer.name_overlay.visible = True
-                self._named_input = layer
-            elif not enabled and getattr(self, "_named_input", None) is layer:
-                layer.name_overlay.visible = False
-                self._named_input = None
+        session = GridSession.for_viewer(self.viewer)
+        if not enabled:
+            session.end(self)
+            return
+        layers, shape = self.grid_layers()
+        if not layers:
+            self._set_status("Run a comparison first: Grid view shows its layers.")
+            self.grid_button.blockSignals(True)
+            self.grid_button.setChecked(False)
+            self.grid_button.blockSignals(False)
+            return
+        session.show(self, layers, shape, on_end=if_alive(self, self._on_grid_ended))
+
+    def _on_grid_ended(self) -> None:
+        self.grid_button.blockSignals(True)
+        self.grid_button.setChecked(False)
+        self.grid_button.blockSignals(False)
 
     def _on_export(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export the comparison table", "comparison.csv", "CSV (*.csv)")
         if path:
             self.table.export_csv(path)
             self._set_status(f"Table written to {path}")
+
+    def _on_layer_removed(self, event) -> None:
+        try:
+            self.objectName()
+        except RuntimeError:
+            return
+        if self.results is not None and not any(_layers.is_compare_layer(layer) for layer in self.viewer.layers):
+            GridSession.for_viewer(self.viewer).end(self)
 
     def _update_buttons(self) -> None:
         running = self.is_running
@@ -354,6 +582,9 @@ class CompareWidget(JobWidgetMixin, QWidget):
         has_rows = bool(self.table.rows())
         self.copy_button.setEnabled(has_rows)
         self.export_button.setEnabled(has_rows)
+        self.metric.setEnabled(self.results is not None and self.results.reference)
+        self.grid_button.setEnabled(self.results is not None and not running)
+        self.residuals_button.setVisible(self.results is not None and not self.results.reference)
 
     # ----------------------------------------------------------------- running
     def _input_image(self, layer):
@@ -399,42 +630,24 @@ class CompareWidget(JobWidgetMixin, QWidget):
             return None
 
         from napari.qt.threading import create_worker
-        from napari.utils import progress
 
         reference = self.reference_mode
         self._cancel = threading.Event()
         self._cancel_holder[0] = self._cancel
-        self._pbar = progress(total=0, desc=f"Comparing methods on {layer.name}")
-        self.progress_bar.setRange(0, 0)
-        where = f" (plane {tuple(offset.values())})" if offset else ""
-        self._set_status(f"Comparing {len(settings.methods)} method(s) on {layer.name}{where}…")
+        self._start_progress(f"Comparing methods on {layer.name}", unit="steps")
         worker = create_worker(
             compare_job, image01, settings, self._cancel, reference=reference, models=self._models, _start_thread=False
         )
         worker.yielded.connect(if_alive(self, self._on_progress))
-        worker.returned.connect(if_alive(self, lambda outcome: self._on_returned(outcome, layer, geometry, reference)))
+        worker.returned.connect(if_alive(self, lambda outcome: self._on_returned(outcome, layer, geometry)))
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self._update_buttons()
         worker.start()
         return worker
 
-    def _on_progress(self, report: Progress) -> None:
-        if report.message:
-            self.status.setText(report.message)
-            if self._pbar is not None:
-                self._pbar.set_description(report.message)
-        if report.total <= 0:
-            return
-        self.progress_bar.setRange(0, report.total)
-        self.progress_bar.setValue(report.done)
-        if self._pbar is not None:
-            if self._pbar.total != report.total:
-                self._pbar.total = report.total
-            if report.done > self._pbar.n:
-                self._pbar.update(report.done - self._pbar.n)
-
-    def _on_returned(self, outcome: JobOutcome, layer, geometry: dict, reference: bool) -> None:
+    def _on_returned(self, outcome: JobOutcome, layer, geometry: dict) -> None:
+        self._stop_progress_text()
         self._models.update(outcome.info.get("models", {}))
         if outcome.cancelled:
             self._set_status("Cancelled; nothing was added.")
@@ -444,90 +657,165 @@ class CompareWidget(JobWidgetMixin, QWidget):
             return
         results: CompareResults = outcome.value
         self.results = results
-        if reference:
-            self._show_reference_results(results)
-        else:
-            self._show_real_results(results)
-        try:
-            self._show_layers(results, layer, geometry, reference)
-        except Exception as exc:  # report it and stay usable; the table and plot are already shown
-            self._show_error(f"The comparison finished but its layers could not be added: {exc}")
-            return
-        count = len(results.methods) - (1 if reference else 0)
-        levels = f" × {len(results.settings.levels)} level(s)" if reference else ""
-        self._set_status(
-            f"Done: {count} method(s){levels}. Layers are named '{LAYER_PREFIX}…'; Grid view shows them side by side."
+        self._show_table()
+        self._show_plot()
+        self._show_summary(layer)
+        self._set_status("Adding the comparison's layers…")
+        GridSession.for_viewer(self.viewer).end(self)
+        specs = self._layer_specs(results, layer, geometry)
+        keep = {spec.name for spec in specs}
+        stale = [lay for lay in self.viewer.layers if _layers.is_compare_layer(lay) and lay.name not in keep]
+        self.layer_queue.submit(
+            specs,
+            done=if_alive(self, lambda added: self._on_layers_added(added, results)),
+            failed=if_alive(self, self._on_layers_failed),
+            remove=stale,
         )
 
-    def _show_layers(self, results: CompareResults, layer, geometry: dict, reference: bool) -> None:
-        """Put each result in a ``[compare] ...`` layer (updated in place when the name exists)."""
+    def _layer_specs(self, results: CompareResults, layer, geometry: dict) -> list[LayerSpec]:
+        """The layers of a comparison, in grid order; stale ones of the previous comparison are removed."""
         look = {"rgb": results.settings.rgb, "contrast_limits": (0.0, 1.0), **geometry}
         if not results.settings.rgb:
             look["colormap"] = "gray"
         kind = results.settings.noise
-        outputs: dict[str, tuple[np.ndarray, dict]] = {}
-        for run in results.runs:
-            label = method_label(run.method)
-            if reference:
-                name = f"{LAYER_PREFIX}{kind} {run.level:g} · {'noisy' if run.method == NOISY else label}"
-            else:
-                name = f"{LAYER_PREFIX}{label}"
-            meta = {
-                "clipdenoise_compare": {
-                    "method": run.method,
-                    "level": run.level,
-                    "noise": kind if reference else None,
+        labels = method_labels(results.settings.methods)
+
+        def meta(method, level, run=None, role="result"):
+            return {
+                COMPARE_KEY: {
+                    "role": role,
+                    "method": method,
+                    "label": labels.get(method, method_label(method)) if method not in (CLEAN, NOISY) else method,
+                    "level": level,
+                    "noise": kind if results.reference else None,
                     "seed": results.settings.seed,
-                    "psnr": run.psnr,
-                    "ssim": run.ssim,
+                    "psnr": getattr(run, "psnr", None),
+                    "ssim": getattr(run, "ssim", None),
                     "source_layer": layer.name,
                 }
             }
-            outputs[name] = (run.output, {**look, "metadata": meta})
-            if not reference:
-                values = _layers.residual(results.input, run.output)
-                outputs[f"{name} residual"] = (values, {**look, "contrast_limits": _layers.residual_limits(values)})
-        # grid mode re-lays out the canvas on every layer change: switch it off while layers change
-        grid = grid_of(self.viewer)
-        gridded, grid.enabled = grid.enabled, False
-        try:
-            stale = [lay for lay in self.viewer.layers if lay.name.startswith(LAYER_PREFIX) and lay.name not in outputs]
-            for old in stale:
-                self.viewer.layers.remove(old)
-            for name, (data, kwargs) in outputs.items():
-                added = _layers.add_or_update_image(self.viewer, name, data, **kwargs)
-                added.name_overlay.visible = True  # names each cell in grid view
-        finally:
-            grid.enabled = gridded
 
-    def _show_reference_results(self, results: CompareResults) -> None:
-        headers = ["Method", "Level", "PSNR (dB)", "SSIM", "Time (s)"]
-        rows = [[method_label(r.method), r.level, r.psnr, r.ssim, r.seconds] for r in results.runs]
-        self.table.set_rows(headers, rows, [None, "g", 2, 4, 2])
+        wanted: list[tuple[str, np.ndarray, dict]] = []
+        if results.reference:
+            for level in results.settings.levels:
+                wanted.append((layer_name(results, CLEAN, level), results.clean, meta(CLEAN, level, role="clean")))
+                for method in (NOISY, *results.settings.methods):
+                    run = next(r for r in results.runs if r.method == method and r.level == level)
+                    wanted.append((layer_name(results, run), run.output, meta(method, level, run)))
+        else:
+            wanted.append((layer_name(results, "input"), results.input, meta(NOISY, None, role="input")))
+            for run in results.runs:
+                wanted.append((layer_name(results, run), run.output, meta(run.method, None, run)))
+            for run in results.runs:
+                values = _layers.residual(results.input, run.output)
+                residual_meta = meta(run.method, None, run, role="residual")
+                extra = {"contrast_limits": _layers.residual_limits(values), "visible": False}
+                wanted.append((layer_name(results, f"residual:{run.method}"), values, {**residual_meta, **extra}))
+        # never overwrite a layer of the user's that happens to have one of these names
+        self._names = {}
+        taken = {lay.name for lay in self.viewer.layers if not _layers.is_compare_layer(lay)}
+        specs = []
+        for name, data, extra in wanted:
+            final = name if name not in taken else f"{name} [compare]"
+            self._names[name] = final
+            # added hidden: Grid view shows them (each visible layer would cost a draw as it arrives)
+            kwargs = {**look, "visible": False, "metadata": {COMPARE_KEY: extra[COMPARE_KEY]}}
+            kwargs.update({k: v for k, v in extra.items() if k != COMPARE_KEY})
+            specs.append(LayerSpec(final, data, kwargs))
+        return specs
+
+    def _on_layers_added(self, added, results: CompareResults) -> None:
+        self._result_layers = added
+        count = len(results.settings.methods)
+        levels = f" × {len(results.settings.levels)} level(s)" if results.reference else ""
+        message = f"Done: {count} method(s){levels}, shown in Grid view (switch it off to see your layers again)."
+        if results.reference and (results.reference_sigma or 0) > NOISY_REFERENCE_SIGMA:
+            message += " ⚠ The reference looks noisy: see the note above the table."
+        self._set_status(message)
+        self._update_buttons()
+        if self.grid_button.isChecked():
+            self._on_grid_toggled(True)
+        else:
+            self.grid_button.setChecked(True)
+
+    def _on_layers_failed(self, exc) -> None:
+        self._show_error(f"The comparison finished but its layers could not be added: {exc}")
+        self._update_buttons()
+
+    def _show_table(self) -> None:
+        results = self.results
+        if results is None:
+            return
+        headers, rows = records(results)
+        self.table.set_records(headers, rows)
+        if results.reference:
+            metric = self.metric.currentData() or "psnr"
+            header, _, decimals, _ = METRICS[metric]
+            row_labels, column_labels, values, best = score_grid(results, metric)
+            tooltips = self._cell_tooltips(results)
+            self.table.show_grid(
+                header, row_labels, column_labels, values, decimals=decimals, bold=best, tooltips=tooltips
+            )
+        else:
+            labels = method_labels(results.settings.methods)
+            rows = [[r.residual_sigma, r.seconds] for r in results.runs]
+            self.table.show_grid(
+                "Method", [labels[r.method] for r in results.runs], ["Residual σ (0-255)", "Time (s)"], rows, decimals=2
+            )
+        self._update_buttons()
+
+    @staticmethod
+    def _cell_tooltips(results: CompareResults) -> list[list[str]]:
+        by_key = {(run.method, run.level): run for run in results.runs}
+        tips = []
+        for method in (NOISY, *results.settings.methods):
+            row = []
+            for level in results.settings.levels:
+                run = by_key.get((method, level))
+                if run is None:
+                    row.append("")
+                    continue
+                text = f"PSNR {run.psnr:.2f} dB, SSIM {run.ssim:.4f}"
+                row.append(text if method == NOISY else text + f", {run.seconds:.2f} s")
+            tips.append(row)
+        return tips
+
+    def _show_plot(self) -> None:
+        results = self.results
+        if results is None or not results.reference:
+            self.plot.clear("no clean reference: PSNR needs one\n(see the residual layers instead)")
+            return
+        labels = method_labels(results.settings.methods)
         series = {}
-        for method in results.methods:
+        for method in (NOISY, *results.settings.methods):
             runs = [r for r in results.runs if r.method == method]
-            series[method_label(method)] = ([r.level for r in runs], [r.psnr for r in runs])
+            name = "noisy input" if method == NOISY else labels[method]
+            series[name] = ([r.level for r in runs], [r.psnr for r in runs])
         unit = LEVELS.get(results.settings.noise, ("", "level"))[1]
         self.plot.plot(
-            series,
-            xlabel=f"{results.settings.noise} noise: {unit}",
-            ylabel="PSNR (dB)",
-            title="PSNR against noise level",
+            series, xlabel=f"{results.settings.noise}: {unit}", ylabel="PSNR (dB)", title="PSNR against noise level"
         )
-        self.summary.setText("")
-        self._update_buttons()
 
-    def _show_real_results(self, results: CompareResults) -> None:
-        headers = ["Method", "Residual σ (0-255)", "Time (s)"]
-        rows = [[method_label(r.method), r.residual_sigma, r.seconds] for r in results.runs]
-        self.table.set_rows(headers, rows, [None, 2, 2])
-        self.summary.setText(
-            f"Estimated noise σ of the input: {results.estimated_sigma:.2f} (0-255 scale). A residual σ close to it"
-            " means a method removed about that much noise; look at the residual layers for structure it removed."
-        )
-        self.plot.clear("no clean reference: PSNR needs one\n(see the residual layers instead)")
-        self._update_buttons()
+    def _show_summary(self, layer) -> None:
+        results = self.results
+        if results.reference:
+            sigma = results.reference_sigma
+            if sigma is not None and sigma > NOISY_REFERENCE_SIGMA:
+                self.summary.setStyleSheet(WARNING_STYLE)
+                self.summary.setText(
+                    f"⚠ The reference '{layer.name}' looks noisy (estimated σ ≈ {sigma:.1f} on 0-255): these PSNR/SSIM"
+                    " values compare the methods with a noisy image, not with the truth."
+                )
+            else:
+                self.summary.setStyleSheet("")
+                self.summary.setText("")
+        else:
+            self.summary.setStyleSheet("")
+            self.summary.setText(
+                f"Estimated noise σ of the input: {results.estimated_sigma:.2f} (0-255 scale). A residual σ close to it"
+                " means a method removed about that much noise; Residuals shows what each removed."
+            )
+        self.summary.setVisible(bool(self.summary.text()))
 
     def _on_finished(self) -> None:
         if not self._finish_job():
