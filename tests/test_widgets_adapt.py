@@ -60,7 +60,7 @@ def test_adapt_installs_a_model_the_denoise_and_compare_widgets_list(viewer, qtb
     # both model lists were refreshed without touching their buttons
     assert denoise.model_combo.findData("my_scope") >= 0
     methods = [compare.methods.item(i).data(256) for i in range(compare.methods.count())]  # 256 = UserRole
-    assert "clip:my_scope" in methods
+    assert "model:my_scope" in methods
 
     # the Denoise widget uses it and records its provenance on the result layer
     denoise.model_combo.set_source("my_scope")

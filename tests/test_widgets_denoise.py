@@ -286,6 +286,8 @@ def test_no_model_state_is_two_lines_with_buttons_and_denoise_disabled(viewer, q
 
     viewer.add_image(rng.random((32, 32), dtype=np.float32), name="img")
     widget = make_widget(viewer)
+    assert widget.model_combo.source() == "idf"  # the bundled model is the working default
+    widget.model_combo.set_source("gaussian15")  # the paper's model, not installed here
     state = widget.model_state
     assert state.showing_missing
     assert widget.model_combo.currentText() == "gaussian15 (missing)"
@@ -361,10 +363,12 @@ def test_a_download_button_can_be_added_to_the_no_model_row(viewer):
     from qtpy.QtWidgets import QPushButton
 
     widget = make_widget(viewer)
-    download = QPushButton("Download")
+    widget.model_combo.set_source("gaussian15")
+    download = QPushButton("Another action")
     widget.add_model_action(download)
     assert download.parent() is widget.model_state.missing
     assert download.isVisibleTo(widget)
+    assert widget.download_button.isVisibleTo(widget)  # gaussian15 has a release to download from
 
 
 def test_model_description_and_demonstration_label(viewer, qtbot, tmp_path):

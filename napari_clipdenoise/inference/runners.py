@@ -47,7 +47,7 @@ def idf_tile(options: InferenceOptions) -> int | None:
 def steps_per_plane(family: str, height: int, width: int, options: InferenceOptions, tiles) -> int:
     """Progress units one channel group of one plane reports (tiles for CLIP, tile passes for IDF)."""
     if family == "idf":
-        from ..model.idf import count_tile_steps
+        from ..model.idf_grid import count_tile_steps
 
         return count_tile_steps(height, width, idf_tile(options))
     return len(tiles)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import codecs
 import io
-import math
 import os
 import pickle
 import zipfile
@@ -55,12 +54,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import CheckpointError, DenoiseCancelled
+from .idf_grid import DEFAULT_ITERATIONS, _check_tile_size, _single_tile, _tile_bounds
 
 #: The ImageNet-like statistics of the authors' training data (per RGB channel).
 RAW_MEAN = (0.36187348, 0.4361255, 0.4335091)
 RAW_STD = (0.19088039, 0.19967876, 0.21309015)
 
-DEFAULT_ITERATIONS = 10
 EPS = 1e-4
 #: Rows/columns of x that one output pixel depends on in one iteration (2 convs + kernel conv).
 HALO = 3
@@ -320,34 +319,6 @@ def iterate_whole(
 
 
 # --------------------------------------------------------------------------- exact tiled runner
-def _tile_bounds(n: int, tile: int) -> list[tuple[int, int]]:
-    """Split 0..n into ceil(n / tile) nearly equal parts."""
-    count = max(1, math.ceil(n / tile))
-    edges = [round(k * n / count) for k in range(count + 1)]
-    return list(zip(edges[:-1], edges[1:], strict=True))
-
-
-def _single_tile(height: int, width: int, tile_size: int | None) -> bool:
-    return tile_size is None or (height <= tile_size and width <= tile_size)
-
-
-def count_tile_steps(height: int, width: int, tile_size: int | None, *, iterations: int = DEFAULT_ITERATIONS) -> int:
-    """How many units :func:`denoise_plane` reports through ``on_tiles`` in total.
-
-    One per iteration for a whole-image run (``tile_size`` None or at least the image), otherwise
-    two passes per iteration over ``ceil(H / t) * ceil(W / t)`` tiles.
-    """
-    if _single_tile(height, width, tile_size):
-        return iterations
-    _check_tile_size(tile_size)
-    return 2 * iterations * len(_tile_bounds(height, tile_size)) * len(_tile_bounds(width, tile_size))
-
-
-def _check_tile_size(tile_size) -> None:
-    if not isinstance(tile_size, (int, np.integer)) or isinstance(tile_size, bool) or tile_size < 1:
-        raise ValueError(f"tile_size must be a positive integer or None, got {tile_size!r}")
-
-
 def _window(x: torch.Tensor, r0: int, r1: int, c0: int, c1: int, mode: str) -> torch.Tensor:
     """x[..., r0:r1, c0:c1] in image coordinates; outside the image: reflected or zero."""
     h, w = x.shape[-2:]

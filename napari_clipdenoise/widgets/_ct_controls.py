@@ -88,7 +88,8 @@ class CTControls(QWidget):
         form.addRow(self.scale_label)
         form.addRow(self.range_label)
         form.addRow(self.warning_label)
-        form.addRow("CT window", windows)
+        form.addRow(QLabel("CT window of the result", self))  # the buttons on a row of their own: fits a laptop dock
+        form.addRow(windows)
         owner.layer_combo.layer_changed.connect(lambda _layer: self.refresh())
         owner.model_combo.source_changed.connect(lambda _source: self.refresh())
         owner.axes_edit.editingFinished.connect(self.refresh)

@@ -1,7 +1,7 @@
 """Under the model picker: what the model is, or (when it cannot be used) what to do, as buttons.
 
 The no-model state is two lines: a sentence with a clickable link to where the
-weights come from, and a row of buttons (Install checkpoint…, Load checkpoint…;
+weights come from, and a row of buttons (Install…, Load…, i.e. Install/Load checkpoint…;
 ``add_action_button`` puts more there, e.g. a Download button).
 """
 
@@ -44,13 +44,13 @@ class ModelStatePanel(QWidget):
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.message.setStyleSheet(WARNING_STYLE)
         self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.install_button = QPushButton("Install checkpoint…", self.missing)
+        self.install_button = QPushButton("Install…", self.missing)  # short: three buttons fit a laptop dock
         self.install_button.setToolTip(
-            "Pick a checkpoint file (.pth from the authors' release, or .safetensors): it is checked and"
-            " installed in the model cache, then selected"
+            "Install checkpoint…: pick a checkpoint file (.pth from the authors' release, or .safetensors):"
+            " it is checked and installed in the model cache, then selected"
         )
-        self.load_button = QPushButton("Load checkpoint…", self.missing)
-        self.load_button.setToolTip("Use a checkpoint file for this session without installing it")
+        self.load_button = QPushButton("Load…", self.missing)
+        self.load_button.setToolTip("Load checkpoint…: use a checkpoint file for this session without installing it")
         self.actions = QHBoxLayout()
         self.actions.setContentsMargins(0, 0, 0, 0)
         self.actions.addWidget(self.install_button)

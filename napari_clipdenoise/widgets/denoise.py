@@ -134,6 +134,29 @@ def install_job(path: str, name: str, overwrite: bool) -> Generator[Progress, No
     return JobOutcome(target, info={"name": name})
 
 
+def download_job(name: str, cancel: threading.Event) -> Generator[Progress, None, JobOutcome]:
+    """Worker: download the registry model ``name`` (mirrors, direct links, the authors' release) and install it.
+
+    Progress is in MB; Cancel stops the transfer and leaves nothing behind (``download_model``).
+    """
+    try:
+        yield Progress(0, 0, f"looking for {name}")
+        from ..model.download import download_model
+
+        def call(progress):
+            return download_model(name, progress=lambda done, total: progress(done >> 20, total >> 20), cancel=cancel)
+
+        target = yield from iterate_progress(call, message=f"downloading {name}", cancel=cancel)
+    except DenoiseCancelled:
+        return JobOutcome(cancelled=True)
+    except Exception as exc:  # shown by the widget: offline, a hash mismatch, a bad file...
+        logger.debug("download failed", exc_info=True)
+        return JobOutcome(error=exc)
+    if cancel.is_set():
+        return JobOutcome(cancelled=True)
+    return JobOutcome(target, info={"name": name})
+
+
 class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
     """Dock widget: denoise an image layer with a denoising model.
 
@@ -179,6 +202,12 @@ class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         self.refresh_models.setText("↻")
         self.refresh_models.setToolTip("Re-read the model cache (after installing a model)")
         self.model_state = ModelStatePanel(content)
+        self.download_button = QPushButton("Download", content)
+        self.download_button.setToolTip(
+            "Download this model from its release (or a mirror you configured) and install it; Cancel stops it"
+        )
+        self.add_model_action(self.download_button)
+        self.download_button.clicked.connect(lambda: self.download_model())
         self.axes_edit = QLineEdit(content)
         self.axes_edit.setToolTip(
             "One letter per array axis: Y and X (required), C or S for channels/colour,"
@@ -309,6 +338,7 @@ class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
 
             summary = replace(summary, description=self._loaded_info[summary.source])
         self.model_state.show_summary(summary, any_loadable=self.model_combo.any_loadable())
+        self.download_button.setVisible(summary is not None and not summary.loadable and _downloadable(summary.name))
         self._update_buttons()
 
     def _model_ready(self) -> bool:
@@ -508,8 +538,37 @@ class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         worker.start()
         return worker
 
+    def download_model(self, name: str | None = None):
+        """Download and install the selected registry model (or ``name``) in a worker; then select it.
+
+        Returns the worker, or None when nothing was started (a job is running, or no name).
+        """
+        if self.is_running:
+            return None
+        summary = self.model_combo.summary()
+        name = name or (summary.name if summary is not None else None)
+        if not name:
+            self._show_error("pick a model to download")
+            return None
+        from napari.qt.threading import create_worker
+
+        self._cancel = threading.Event()
+        self._cancel_holder[0] = self._cancel
+        self._start_progress(f"Downloading {name}", unit="MB")
+        worker = create_worker(download_job, name, self._cancel, _start_thread=False)
+        worker.yielded.connect(if_alive(self, self._on_progress))
+        worker.returned.connect(if_alive(self, self._on_installed))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._update_buttons()
+        worker.start()
+        return worker
+
     def _on_installed(self, outcome: JobOutcome) -> None:
         self._stop_progress_text()
+        if outcome.cancelled:
+            self._set_status("Cancelled; nothing was installed.")
+            return
         if outcome.error is not None:
             self._show_error(f"Not installed: {outcome.error}")
             return
@@ -787,3 +846,15 @@ def _mtime(source) -> int | None:
     from ..model.sources import parse_model_source
 
     return parse_model_source(source).mtime()
+
+
+def _downloadable(name: str | None) -> bool:
+    """Whether ``name`` has a release or mirror to download it from (reads configuration only, no network)."""
+    if not name:
+        return False
+    from ..model.download import downloadable_models
+
+    try:
+        return name in downloadable_models()
+    except Exception:  # noqa: BLE001 - an unreadable mirror config: no button; the CLI reports the config error
+        return False
