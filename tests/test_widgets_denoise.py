@@ -549,3 +549,20 @@ def test_deleting_the_widget_mid_run_stops_the_job(viewer, qtbot, rgb_checkpoint
     qtbot.waitUntil(cancel.is_set, timeout=5_000)
     qtbot.waitUntil(lambda: not worker.is_running, timeout=WAIT_MS)
     assert "long_denoised" not in viewer.layers
+
+
+def test_the_tta_checkbox_gives_the_cores_test_time_augmentation(viewer, qtbot, rgb_checkpoint, rng, one_torch_thread):
+    """Issue 14 point 4: the widget's checkbox runs denoise(..., tta=True), nothing else."""
+    from napari_clipdenoise import denoise, load_model
+
+    data = rng.random((40, 48), dtype=np.float32)
+    viewer.add_image(data, name="img")
+    widget = make_widget(viewer, rgb_checkpoint)
+    widget.advanced_toggle.setChecked(True)
+    widget.tta.setChecked(True)
+    assert widget.settings().options.tta
+    click_and_wait(qtbot, widget)
+    expected = denoise(data, load_model(rgb_checkpoint), axes="YX", tile_size=32, overlap=16, device="cpu",
+                       precision="fp32", tta=True)  # fmt: skip
+    np.testing.assert_array_equal(viewer.layers["img_denoised"].data, expected)
+    assert viewer.layers["img_denoised"].metadata["clipdenoise"]["settings"]["tta"] is True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QFormLayout, QSpinBox, QToolButton, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QSpinBox, QToolButton, QWidget
 
 from ..inference.options import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, DEVICES, PRECISIONS, InferenceOptions
 
@@ -49,6 +49,12 @@ class InferenceOptionsPanel:
         self.form.addRow("Overlap", self.overlap)
         self.form.addRow("Device", self.device)
         self.form.addRow("Precision", self.precision)
+        self.tta = QCheckBox("Test-time augmentation", self.panel)
+        self.tta.setToolTip(
+            "Average the outputs over the 8 flips/rotations of each plane (in float32): 8 times the time,"
+            " usually a little less noise (BENCHMARKS.md)"
+        )
+        self.form.addRow(self.tta)
         self.panel.setVisible(False)
         self.toggle.toggled.connect(self._on_toggled)
 
@@ -63,5 +69,6 @@ class InferenceOptionsPanel:
             overlap=self.overlap.value(),
             device=self.device.currentText(),
             precision=self.precision.currentText(),
+            tta=self.tta.isChecked(),
             **fields,
         )

@@ -225,6 +225,7 @@ class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         options = InferenceOptionsPanel(content, "Advanced", "whole plane")
         self.advanced_toggle, self.advanced = options.toggle, options.panel
         self.tile_size, self.overlap = options.tile_size, options.overlap
+        self.tta = options.tta
         self.device, self.precision = options.device, options.precision
         self._options = options
         self.large_output = QLineEdit(self.advanced)
