@@ -54,7 +54,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import CheckpointError, DenoiseCancelled
-from .idf_grid import DEFAULT_ITERATIONS, _check_tile_size, _single_tile, _tile_bounds
+from .idf_grid import (  # noqa: F401 (count_tile_steps: the progress total of denoise_plane, documented here)
+    DEFAULT_ITERATIONS,
+    _check_tile_size,
+    _single_tile,
+    _tile_bounds,
+    count_tile_steps,
+)
 
 #: The ImageNet-like statistics of the authors' training data (per RGB channel).
 RAW_MEAN = (0.36187348, 0.4361255, 0.4335091)
