@@ -17,10 +17,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "napari_clipdenoise"
 
 #: Part of the package -> the parts it may import (besides itself). Parts are top-level modules or subpackages.
-BASE = {"_lazy", "_version", "errors", "jobs", "unit_scale", "__init__"}
+BASE = {"_lazy", "_torch", "_version", "errors", "jobs", "unit_scale", "__init__"}
 NUMERICS = BASE | {"noise", "metrics", "baselines"}
 ALLOWED = {
     "_lazy": set(),
+    "_torch": set(),
     "_version": set(),
     "__init__": BASE,  # lazy exports name core modules by string only
     "errors": set(),

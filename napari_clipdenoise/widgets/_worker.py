@@ -20,3 +20,21 @@ def if_alive(widget, slot: Callable) -> Callable:
         return slot(*args)
 
     return guarded
+
+
+def job_worker(job: Callable, *args, **kwargs):
+    """A napari worker (not started) for the generator ``job(*args, **kwargs)``.
+
+    The worker thread imports torch before the job starts, in the way that keeps
+    the viewer responsive (:func:`napari_clipdenoise._torch.import_torch`).
+    """
+    from napari.qt.threading import create_worker
+
+    return create_worker(_torch_first, job, *args, _start_thread=False, **kwargs)
+
+
+def _torch_first(job: Callable, *args, **kwargs):
+    from .._torch import import_torch
+
+    import_torch()
+    return (yield from job(*args, **kwargs))

@@ -44,7 +44,7 @@ from . import _layers
 from ._job import JobWidgetMixin
 from ._model_combo import ModelCombo, notify_models_changed
 from ._plot import LinePlot
-from ._worker import if_alive
+from ._worker import if_alive, job_worker
 
 logger = logging.getLogger(__name__)
 
@@ -410,7 +410,6 @@ class AdaptWidget(JobWidgetMixin, QWidget):
             self._show_error(str(exc))
             return None
 
-        from napari.qt.threading import create_worker
         from napari.utils import progress
 
         self._cancel = threading.Event()
@@ -421,10 +420,7 @@ class AdaptWidget(JobWidgetMixin, QWidget):
         self._pbar = progress(total=0, desc=f"Adapting {source} → {name}")
         self.progress_bar.setRange(0, 0)
         self._set_status(f"Adapting {source} to {len(images)} image(s); reading the data…")
-        worker = create_worker(
-            adapt_job, images, axes, source, name, settings, self.overwrite.isChecked(), self._cancel,
-            _start_thread=False,
-        )  # fmt: skip
+        worker = job_worker(adapt_job, images, axes, source, name, settings, self.overwrite.isChecked(), self._cancel)
         worker.yielded.connect(if_alive(self, self._on_progress))
         worker.returned.connect(if_alive(self, lambda outcome: self._on_returned(outcome, name)))
         worker.finished.connect(self._on_finished)

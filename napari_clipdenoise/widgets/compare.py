@@ -73,7 +73,7 @@ from ._model_combo import CHECKPOINT_FILTER
 from ._plot import LinePlot
 from ._scroll import ScrollingDockMixin, scrolling_content
 from ._table import ResultsTable
-from ._worker import if_alive
+from ._worker import if_alive, job_worker
 
 __all__ = ["CompareWidget", "grid_of", "parse_levels"]
 
@@ -629,15 +629,11 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             self._show_error(str(exc))
             return None
 
-        from napari.qt.threading import create_worker
-
         reference = self.reference_mode
         self._cancel = threading.Event()
         self._cancel_holder[0] = self._cancel
         self._start_progress(f"Comparing methods on {layer.name}", unit="steps")
-        worker = create_worker(
-            compare_job, image01, settings, self._cancel, reference=reference, models=self._models, _start_thread=False
-        )
+        worker = job_worker(compare_job, image01, settings, self._cancel, reference=reference, models=self._models)
         worker.yielded.connect(if_alive(self, self._on_progress))
         worker.returned.connect(if_alive(self, lambda outcome: self._on_returned(outcome, layer, geometry)))
         worker.finished.connect(self._on_finished)

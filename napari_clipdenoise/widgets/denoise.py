@@ -48,7 +48,7 @@ from ._layer_queue import LayerQueue, LayerSpec
 from ._model_combo import CHECKPOINT_FILTER, ModelCombo
 from ._model_panel import ModelStatePanel
 from ._scroll import ScrollingDockMixin, scrolling_content
-from ._worker import if_alive
+from ._worker import if_alive, job_worker
 
 logger = logging.getLogger(__name__)
 
@@ -525,12 +525,11 @@ class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         """
         if self.is_running:
             return None
-        from napari.qt.threading import create_worker
 
         self._cancel = threading.Event()
         self._cancel_holder[0] = self._cancel
         self._start_progress(f"Installing {os.path.basename(os.fspath(path))}", unit="steps")
-        worker = create_worker(install_job, os.fspath(path), name, overwrite, _start_thread=False)
+        worker = job_worker(install_job, os.fspath(path), name, overwrite)
         worker.yielded.connect(if_alive(self, self._on_progress))
         worker.returned.connect(if_alive(self, self._on_installed))
         worker.finished.connect(self._on_finished)
@@ -551,12 +550,11 @@ class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         if not name:
             self._show_error("pick a model to download")
             return None
-        from napari.qt.threading import create_worker
 
         self._cancel = threading.Event()
         self._cancel_holder[0] = self._cancel
         self._start_progress(f"Downloading {name}", unit="MB")
-        worker = create_worker(download_job, name, self._cancel, _start_thread=False)
+        worker = job_worker(download_job, name, self._cancel)
         worker.yielded.connect(if_alive(self, self._on_progress))
         worker.returned.connect(if_alive(self, self._on_installed))
         worker.finished.connect(self._on_finished)
@@ -631,8 +629,6 @@ class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             self._end_batch()
             return None
 
-        from napari.qt.threading import create_worker
-
         self._cancel = threading.Event()
         self._cancel_holder[0] = self._cancel
         what = f"the visible part of {layer.name}" if preview else layer.name
@@ -645,7 +641,7 @@ class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         else:
             job = denoise_job(image, source, settings, self._cancel)
         residual = self.residual_check.isChecked()
-        worker = create_worker(with_residual, job, image, residual, _start_thread=False)
+        worker = job_worker(with_residual, job, image, residual)
         worker.yielded.connect(if_alive(self, self._on_progress))
         worker.returned.connect(
             if_alive(self, lambda outcome: self._on_returned(outcome, layer, settings, key, offset, preview))

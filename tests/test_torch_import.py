@@ -1,0 +1,55 @@
+"""Importing torch from a worker thread: its libraries are loaded first, without the interpreter lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+CHILD = r"""
+import sys, threading, time
+from napari_clipdenoise import _torch
+
+# another thread keeps ticking while the libraries load (the foreign dlopen call drops the lock)
+ticks = []
+stop = threading.Event()
+def tick():
+    while not stop.is_set():
+        ticks.append(time.perf_counter())
+        time.sleep(0.001)
+thread = threading.Thread(target=tick)
+thread.start()
+time.sleep(0.05)
+started = time.perf_counter()
+loaded = _torch.preload_torch_libraries()
+ended = time.perf_counter()
+stop.set()
+thread.join()
+assert "torch" not in sys.modules, "preloading must not import torch"
+inside = [t for t in ticks if started < t < ended]
+print("loaded", ",".join(loaded))
+print("ms", round((ended - started) * 1000))
+print("ticks", len(inside))
+print("sum", float(_torch.import_torch().arange(4.0).sum()))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the preload is Linux-only")
+def test_preload_loads_torch_libraries_without_importing_torch_and_torch_then_works():
+    done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert lines["loaded"].split(",") == ["libc10.so", "libtorch_cpu.so", "libtorch.so"]
+    if int(lines["ms"]) >= 40:  # the other thread ran while the libraries loaded (one tick per 1-2 ms)
+        assert int(lines["ticks"]) >= int(lines["ms"]) // 10, done.stdout
+    assert lines["sum"] == "6.0"
+
+
+def test_preload_is_a_no_op_once_torch_is_imported():
+    import torch  # noqa: F401
+
+    from napari_clipdenoise import _torch
+
+    assert _torch.preload_torch_libraries() == []
+    assert _torch.import_torch() is sys.modules["torch"]
