@@ -202,7 +202,8 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=5.0, help="training budget per method (default: 5)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for every method (default: 2)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stages", type=int, default=2, help="adapt: decoder stages trained (default: 2)")
+    parser.add_argument("--stages", type=int, default=None, help="adapt: decoder stages trained (default: adapt's)")
+    parser.add_argument("--patience", type=int, default=None, help="adapt: early-stopping patience (default: adapt's)")
     parser.add_argument("--lr", type=float, default=None, help="adapt: learning rate (default: adapt's)")
     parser.add_argument("--batch-size", type=int, default=None, help="adapt: crops per step (default: adapt's)")
     parser.add_argument("--crop-size", type=int, default=None, help="adapt: crop edge (default: adapt's)")
@@ -223,7 +224,9 @@ def main(argv=None) -> int:
     label = args.base_label or (DEMO_LABEL if random_encoder else base.name)
     print(f"base: {args.base} ({label}); {args.size} x {args.size} x {args.planes}, {args.minutes:g} min budget,"
           f" {args.threads} threads; load {load()}", flush=True)  # fmt: skip
-    extra = {k: v for k, v in {"lr": args.lr, "batch_size": args.batch_size, "crop_size": args.crop_size}.items() if v}
+    tuned = {"lr": args.lr, "batch_size": args.batch_size, "crop_size": args.crop_size, "decoder_stages": args.stages,
+             "patience": args.patience}  # fmt: skip
+    extra = {k: v for k, v in tuned.items() if v is not None}
     results = []
     for case_name in args.cases:
         case = make_case(case_name, args.size, args.planes, args.seed)
@@ -233,7 +236,7 @@ def main(argv=None) -> int:
         rows.append({"method": "base", **scores(clean, out, rgb), "denoise_s": seconds, "load": load()})
         before = load()
         adapted = nc.adapt(
-            noisy, base, axes=axes, max_minutes=args.minutes, threads=args.threads, decoder_stages=args.stages,
+            noisy, base, axes=axes, max_minutes=args.minutes, threads=args.threads,
             precision=args.precision, seed=args.seed, **extra,
         )  # fmt: skip
         record = adapted.metadata["adaptation"]
