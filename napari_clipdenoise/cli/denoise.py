@@ -8,7 +8,16 @@ import time
 from pathlib import Path
 
 from ..inference.options import DEFAULT_TILE_SIZE, DEVICES, PLANES, PRECISIONS, UNITS
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CommandError, cli_syntax, option_error, positive
+from .common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CommandError,
+    cli_syntax,
+    intensity_range_argument,
+    option_error,
+    positive,
+)
 
 DEFAULT_MODEL = "gaussian15"
 #: --output-format names -> format kinds (formats.dispatch).
@@ -32,18 +41,6 @@ def _whole_number(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number of pixels, got {text!r}") from None
-
-
-def _intensity_range(text: str):
-    if text in ("auto", "percentile", "dtype"):
-        return text
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be auto, percentile, dtype or LOW,HIGH (e.g. -1024,3072), got {text}"
-        ) from None
-    return (low, high)
 
 
 def _channels(text: str):
@@ -112,7 +109,7 @@ def add_parser(commands) -> None:
     )
     run.add_argument(
         "--intensity-range",
-        type=_intensity_range,
+        type=intensity_range_argument,
         default="auto",
         metavar="auto|percentile|dtype|LOW,HIGH",
         help="how values map to the network's [0, 1] (default: auto: the model's own scale for data in its unit, e.g."
