@@ -96,8 +96,13 @@ def main(argv=None) -> int:
     if isinstance(predictions, list):
         predictions = np.concatenate([np.asarray(p) for p in predictions]) if len(predictions) > 1 else predictions[0]
     result = np.asarray(predictions, dtype=np.float32)
-    if channels:  # careamics returns S x C x Y x X
-        result = np.moveaxis(result.reshape(noisy.shape[0], channels, *noisy.shape[1:3]), 1, -1)
+    # careamics 0.3.5 returns SYXC arrays in the input's own axes order (checked on a 2 x 128 x 128 x 3
+    # array); reading them as S x C x Y x X scrambled the RGB case. Accept both layouts, nothing else.
+    channels_first = (noisy.shape[0], channels, *noisy.shape[1:3]) if channels else None
+    if result.size != noisy.size:
+        raise SystemExit(f"careamics returned {result.shape} for an input of {noisy.shape}")
+    if channels and result.shape != noisy.shape and result.squeeze().shape == tuple(channels_first):
+        result = np.moveaxis(result.reshape(channels_first), 1, -1)
     result = result.reshape(noisy.shape)
     np.save(args.output, result)
     record = {
