@@ -106,6 +106,9 @@ def test_cli_denoises_with_the_bundled_model(tmp_path):
     result = subprocess.run([*command, "--report", str(tmp_path / "r.json")], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert "on cpu, fp32" in result.stderr  # IDF runs fp32 unless bf16 is asked for
+    # the header and the file's line say how IDF runs (whole planes, exact), not CLIP's tile overlap
+    assert "whole planes (IDF uses whole-image statistics; streamed exactly in 256 px tiles)" in result.stderr
+    assert "overlap" not in result.stderr
     output = iio.imread(tmp_path / "phone_denoised.png")
     assert output.shape == noisy.shape and output.dtype == np.uint8
     assert np.abs(output.astype(int) - reference.astype(int)).max() <= 2  # rounded here, truncated by the authors

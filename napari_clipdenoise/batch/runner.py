@@ -28,6 +28,7 @@ from ..formats.base import (
 from ..formats.disk import is_write_error, write_error_message
 from ..formats.provenance import build_provenance, write_sidecar
 from ..inference.options import InferenceOptions, ResolvedOptions
+from ..inference.runners import tiling_text
 from .discovery import Job
 from .report import FileRecord
 from .resume import Decision, decide, input_identity, settings_identity
@@ -285,7 +286,7 @@ def _denoise_source(
     kind = settings.output_kind
     check_output_dtype(source, out_dtype, kind=kind, axes=record.axes)
     record.output_shape, record.output_dtype = list(source.shape), str(out_dtype)
-    tiling = _tiling_text(plan, settings.options)
+    tiling = tiling_text(plan.family, settings.options) or _tiling_text(plan, settings.options)
     progress.message(
         f"{source.path}: shape {source.shape} {source.dtype}, axes {_axes_line(record.axes, record.axes_source)},"
         f" {tiling}" + "".join(f"; {note}" for note in source.notes)

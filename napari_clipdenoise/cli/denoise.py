@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..inference.options import DEFAULT_TILE_SIZE, DEVICES, PLANES, PRECISIONS, UNITS
+from ..inference.runners import family_of, tiling_text
 from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -376,6 +377,8 @@ def command_denoise(args) -> int:
         progress.message(note)
     if model is not None:
         where = settings.resolved.describe() if settings.resolved is not None else f"scheduler {settings.scheduler}"
+        if settings.resolved is not None and (family_tiling := tiling_text(family_of(model), settings.options)):
+            where = f"{settings.resolved.device}, {settings.resolved.precision}, {family_tiling}"
         progress.message(f"model {model_info['name']} ({model_info.get('sha256') or 'no sha256'}) on {where}")
     records: list = []
     started = time.perf_counter()

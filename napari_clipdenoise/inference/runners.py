@@ -53,6 +53,15 @@ def steps_per_plane(family: str, height: int, width: int, options: InferenceOpti
     return len(tiles)
 
 
+def tiling_text(family: str, options: InferenceOptions) -> str | None:
+    """How a plane is cut for this family, in words, where it differs from CLIP's tiles; else None."""
+    if family != "idf":
+        return None
+    tile = idf_tile(options)
+    streamed = "in one pass" if tile is None else f"streamed exactly in {tile} px tiles"
+    return f"whole planes (IDF uses whole-image statistics; {streamed})"
+
+
 def family_notes(family: str, groups) -> list[str]:
     """What a user should know about running this family on these channel groups."""
     if family == "idf" and any(group.replicate for group in groups):
