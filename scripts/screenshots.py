@@ -17,7 +17,8 @@ and 1920x1080) it writes into docs/images:
   widget's table and plot;
 - ``compare_table_<size>.png``: the same, the dock scrolled to its table and plot (only at
   sizes where the dock scrolls);
-- ``no_model_<size>.png``: the Denoise widget when no model is installed.
+- ``no_model_<size>.png``: the Denoise widget with the paper's ``gaussian15`` chosen but not installed
+  (Install / Load / Download).
 """
 
 from __future__ import annotations
@@ -180,6 +181,9 @@ def no_model_screenshot(app, size, tag: str) -> None:
     photograph(viewer)
     widget = DenoiseWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Denoise (CLIP)", area="right")
+    # the bundled IDF model is the working default; choosing the paper's model shows the missing state
+    widget.model_combo.set_source("gaussian15")
+    process_events(app, 0.5)
     save(viewer, app, f"no_model_{tag}.png")
     viewer.close()
 

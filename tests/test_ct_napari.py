@@ -92,6 +92,7 @@ def test_widget_feeds_a_ct_model_its_scale_keeps_hu_and_sets_windows(
     assert controls.range_label.text() == "Range: [-1024, 3072] (model input scale (HU))"
     assert not controls.warning_label.isVisibleTo(widget)
     assert widget.settings().options.units == "HU"
+    assert controls.window_row.isVisibleTo(widget)  # HU in play: the CT windows are offered
 
     controls.units.setCurrentIndex(controls.units.findData(None))  # not declared: percentile rule + a warning
     assert "percentiles" in controls.range_label.text()
@@ -136,3 +137,13 @@ def test_widget_warns_for_a_ct_model_on_a_photograph_and_runs_ortho(make_napari_
     qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
     preview = viewer.layers["stack_denoised_preview"]
     assert preview.data.shape == (1, 16, 16) and preview.metadata["clipdenoise"]["settings"]["planes"] == "xy"
+
+
+def test_ct_windows_are_not_offered_for_a_photograph_and_a_photo_model(make_napari_viewer, rgb_checkpoint):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8), name="photo", rgb=True)
+    widget = make_widget(viewer, rgb_checkpoint)
+    controls = widget.ct_controls
+    assert not controls.window_row.isVisibleTo(widget) and not controls.window_title.isVisibleTo(widget)
+    controls.units.setCurrentIndex(controls.units.findData("HU"))  # the user says the values are HU
+    assert controls.window_row.isVisibleTo(widget)

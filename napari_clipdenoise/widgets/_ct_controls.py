@@ -88,8 +88,12 @@ class CTControls(QWidget):
         form.addRow(self.scale_label)
         form.addRow(self.range_label)
         form.addRow(self.warning_label)
-        form.addRow(QLabel("CT window of the result", self))  # the buttons on a row of their own: fits a laptop dock
-        form.addRow(windows)
+        self.window_title = QLabel("CT window of the result", self)
+        self.window_row = QWidget(self)
+        self.window_row.setLayout(windows)
+        windows.setContentsMargins(0, 0, 0, 0)
+        form.addRow(self.window_title)  # the buttons on a row of their own: fits a laptop dock
+        form.addRow(self.window_row)
         owner.layer_combo.layer_changed.connect(lambda _layer: self.refresh())
         owner.model_combo.source_changed.connect(lambda _source: self.refresh())
         owner.axes_edit.editingFinished.connect(self.refresh)
@@ -130,6 +134,10 @@ class CTControls(QWidget):
         )
         units = self.declared_units()
         self.units.setItemText(0, f"{FROM_LAYER} ({layer_units(layer) or 'none'})")
+        # CT windows only where HU are in play (the data are declared HU, or the model was trained on HU)
+        ct = units == "HU" or (scale is not None and scale.unit == "HU")
+        self.window_title.setVisible(ct)
+        self.window_row.setVisible(ct)
         if layer is None or facts is None:
             self._show_range("Range: chosen when the run starts", [])
             return
