@@ -52,6 +52,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name  # benchmarks/_machine.py (the scripts run from this folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -282,7 +283,7 @@ def main(argv=None) -> int:
     if args.json:
         record = {
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+            "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
             "torch": torch.__version__,
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "base_label": label,
@@ -290,16 +291,6 @@ def main(argv=None) -> int:
         }
         args.json.write_text(json.dumps(record, indent=2))
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def markdown(results: list[dict], args, label: str) -> str:

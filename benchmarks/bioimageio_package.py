@@ -12,20 +12,11 @@ each step. The test suite runs the same code with a 16 px halo to stay fast.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from _machine import cpu_name  # benchmarks/_machine.py (the scripts run from this folder)
 
 
 def main() -> None:
@@ -44,7 +35,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"CPU: {_cpu()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"CPU: {cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as scratch:
         for channels in args.channels:
             checkpoint = Path(scratch) / f"random_{channels}ch.safetensors"

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,19 +35,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name  # benchmarks/_machine.py (the scripts run from this folder)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("QT_API", "pyqt6")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 class StallProbe:
@@ -236,7 +226,7 @@ def main(argv=None) -> int:
             frames = sorted(row["frame"] for row in measured if "frame" in row)
             seconds = float(np.median([r["seconds"] for r in measured]))
             rows.append({**measured[0], "stalls": stalls, "frames": frames, "seconds": seconds})
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores; target: longest event-loop stall < 250 ms")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; target: longest event-loop stall < 250 ms")
     for row in rows:
         stalls = row["stalls"]
         verdict = "ok" if stalls[0] < 250 else "OVER"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name  # benchmarks/_machine.py (the scripts run from this folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGMA = 25 / 255
@@ -70,14 +70,7 @@ def peak_rss_mb() -> float:
 def machine() -> str:
     import torch
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"CPU: {cpu}, {os.cpu_count()} cores; torch {torch.__version__}, threads {torch.get_num_threads()}; "

@@ -26,12 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name  # benchmarks/_machine.py (the scripts run from this folder)
 
 DEMO_MODEL = Path("/work/demo_run/gaussian15.safetensors")
 DEMO_LABEL = "demonstration model (random encoder), not the paper's model"
@@ -130,15 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                      "seconds": seconds})  # fmt: skip
     cost = rows[2]["seconds"] / rows[1]["seconds"]
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     print(f"model: {label}")
     print(
         f"volume: {args.size}^3 modified 3D Shepp-Logan in [0, 1], Gaussian sigma {args.sigma:g}/255, seed {args.seed}"

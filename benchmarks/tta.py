@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name  # benchmarks/_machine.py (the scripts run from this folder)
 
 DEMO_CHECKPOINT = Path("/work/demo_run/gaussian15.safetensors")
 DEMO_LABEL = "demonstration model (random encoder), not the paper's model"
@@ -57,14 +58,7 @@ def timed(function, repeats: int):
 
 def machine() -> dict:
     info = {"platform": platform.platform(), "cores": os.cpu_count()}
-    try:
-        info["cpu"] = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        )
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor()
+    info["cpu"] = cpu_name()
     info["load_average"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return info
 
