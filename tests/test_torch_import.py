@@ -53,3 +53,27 @@ def test_preload_is_a_no_op_once_torch_is_imported():
 
     assert _torch.preload_torch_libraries() == []
     assert _torch.import_torch() is sys.modules["torch"]
+
+
+def test_a_failing_preload_leaves_the_job_to_report_for_itself(qtbot, monkeypatch):
+    """The head start is optional: if importing torch fails there, the job still runs and says why."""
+    pytest.importorskip("napari")
+    from napari_clipdenoise import _torch
+    from napari_clipdenoise.widgets._worker import job_worker
+
+    def broken():
+        raise ImportError("no torch here")
+
+    monkeypatch.setattr(_torch, "import_torch", broken)
+
+    def job(value):
+        yield "started"
+        return value * 2
+
+    worker = job_worker(job, 21)
+    returned, errors = [], []
+    worker.returned.connect(returned.append)
+    worker.errored.connect(errors.append)
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        worker.start()
+    assert returned == [42] and errors == []

@@ -36,5 +36,8 @@ def job_worker(job: Callable, *args, **kwargs):
 def _torch_first(job: Callable, *args, **kwargs):
     from .._torch import import_torch
 
-    import_torch()
+    try:
+        import_torch()
+    except Exception:  # noqa: BLE001 - only a head start: the job imports torch itself and reports failures
+        pass
     return (yield from job(*args, **kwargs))
