@@ -162,7 +162,7 @@ def compare_screenshot(app, size, tag: str) -> None:
         raise RuntimeError(f"the comparison did not finish: {widget.status.text()}")
     caption(viewer, DEMO_CAPTION)
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-    camera.zoom = camera.zoom * 0.88  # leave the caption a strip of its own under each cell's image
+    camera.zoom = camera.zoom * 0.93  # leave the caption a strip of its own under the montage
     save(viewer, app, f"compare_{tag}.png")
     area = widget.scroll_area
     process_events(app, 0.5)  # the table and plot have their final sizes

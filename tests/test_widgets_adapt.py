@@ -119,3 +119,12 @@ def test_problems_are_shown_before_anything_runs(viewer, qtbot, gray_checkpoint)
     start_and_wait(qtbot, widget)  # the data are checked in the worker: the error comes back, the viewer stays usable
     assert "too small for 32 x 32 px crops" in widget.status.text()
     assert widget.start_button.isEnabled()
+
+
+def test_the_comparison_montage_is_never_offered_as_training_data(viewer, gray_checkpoint):
+    """A montage (images plus name strips) is a view, not data of the microscope."""
+    viewer.add_image(np.zeros((32, 32), np.float32), name="cells")
+    viewer.add_image(np.zeros((64, 96), np.float32), name="comparison", metadata={"clipdenoise_compare": {}})
+    widget = make_widget(viewer, gray_checkpoint)
+    listed = [widget.layers_list.item(i).text() for i in range(widget.layers_list.count())]
+    assert listed == ["cells"]

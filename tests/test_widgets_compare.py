@@ -1,4 +1,4 @@
-"""The noise-level comparison widget in a real napari viewer: layers, grid, table, plot, numbers, CSV."""
+"""The noise-level comparison widget in a real napari viewer: montage, grid view, table, plot, numbers, CSV."""
 
 from __future__ import annotations
 
@@ -45,6 +45,18 @@ def compare_layers(viewer):
     return [layer for layer in viewer.layers if "clipdenoise_compare" in layer.metadata]
 
 
+def cells_of(layer) -> dict:
+    """The montage's cells by name: ``{name: (cell metadata, the cell's pixels at their original size)}``."""
+    meta = layer.metadata["clipdenoise_compare"]
+    zoom = meta["zoom"]
+    cells = {}
+    for cell in meta["cells"]:
+        top, left, height, width = cell["box"]
+        pixels = np.asarray(layer.data)[top : top + height, left : left + width][::zoom, ::zoom]
+        cells[cell["name"]] = (cell, pixels)
+    return cells
+
+
 def test_two_methods_three_levels_numbers_table_plot_and_csv(
     make_napari_viewer, qtbot, rgb_checkpoint, clean, tmp_path
 ):
@@ -65,17 +77,23 @@ def test_two_methods_three_levels_numbers_table_plot_and_csv(
     assert len(rows) == 9
     assert {row[0] for row in rows} == {"noisy", "random_rgb", "tv"}
 
-    # the numbers are the core metrics on the seeded inputs and on the layers' pixels
+    # one montage layer holds every cell; the numbers are the core metrics on the seeded inputs and on its pixels
+    montages = compare_layers(viewer)
+    assert [layer.name for layer in montages] == ["comparison"]
+    montage = montages[0]
+    cells = cells_of(montage)
+    assert len(cells) == 3 * 4  # levels x (clean, noisy, 2 methods)
+    zoom = montage.metadata["clipdenoise_compare"]["zoom"]
+    np.testing.assert_allclose(montage.scale, (0.5 / zoom, 0.5 / zoom))  # the input's pixel size, enlarged cells
     for index, level in enumerate((15.0, 25.0, 50.0)):
         expected_noisy = add_noise(clean, "gaussian", level, rng=np.random.default_rng([7, index]))
-        np.testing.assert_array_equal(viewer.layers[f"σ={level:g} · noisy"].data, expected_noisy)
-        np.testing.assert_array_equal(viewer.layers[f"σ={level:g} · clean"].data, clean)  # the reference is shown
+        np.testing.assert_array_equal(cells[f"σ={level:g} · noisy"][1], expected_noisy)
+        np.testing.assert_array_equal(cells[f"σ={level:g} · clean"][1], clean)  # the reference is shown
         for label in ("noisy", "random_rgb", "tv"):
-            layer = viewer.layers[f"σ={level:g} · {label}"]
+            meta, pixels = cells[f"σ={level:g} · {label}"]
             row = next(r for r in rows if r[0] == label and r[2] == level)
-            assert row[3] == metrics.psnr(clean, layer.data, data_range=1.0)
-            assert row[4] == metrics.ssim(clean, layer.data, data_range=1.0)
-            np.testing.assert_allclose(layer.scale, (0.5, 0.5))
+            assert row[3] == metrics.psnr(clean, pixels, data_range=1.0) == meta["psnr"]
+            assert row[4] == metrics.ssim(clean, pixels, data_range=1.0)
     noisy50 = next(r for r in rows if r[0] == "noisy" and r[2] == 50.0)[3]
     tv50 = next(r for r in rows if r[0] == "tv" and r[2] == 50.0)[3]
     assert tv50 > noisy50  # tv with the known sigma really denoises
@@ -117,10 +135,8 @@ def test_two_methods_three_levels_numbers_table_plot_and_csv(
 
 
 def test_grid_is_readable_levels_by_methods_named_and_reset(make_napari_viewer, qtbot, clean):
-    """Problem 1: the grid's rows are levels, its columns clean/noisy/methods; cells named, view reset."""
-    from qtpy.QtGui import QFont, QFontMetrics
-
-    from napari_clipdenoise.widgets._grid import CELL_FONT_SIZE
+    """Problem 1: the montage's rows are levels, its columns clean/noisy/methods; cells named, view reset."""
+    from napari_clipdenoise.widgets._cell_names import MIN_FONT_FRACTION
 
     viewer = make_napari_viewer()
     viewer.window._qt_window.resize(1366, 768)
@@ -134,39 +150,86 @@ def test_grid_is_readable_levels_by_methods_named_and_reset(make_napari_viewer, 
     zoomed = camera.zoom
     run_and_wait(qtbot, widget)
 
-    grid = grid_of(viewer)
-    assert widget.grid_button.isChecked() and grid.enabled  # the comparison opens in grid view
+    montage = viewer.layers["comparison"]
+    assert widget.grid_button.isChecked()  # the comparison opens in grid view: the montage alone
+    assert [layer.name for layer in viewer.layers if layer.visible] == ["comparison"]
+    assert not user.visible and not grid_of(viewer).enabled  # one view, no napari grid of many view boxes
+    meta = montage.metadata["clipdenoise_compare"]
     columns = ("clean", "noisy", "tv", "wavelet")
     by_level = [[f"σ={level} · {column}" for column in columns] for level in (15, 50)]
-    shape = tuple(grid.shape)
+    shape = tuple(meta["shape"])
     if shape == (2, 4):  # one row per level
         expected = [name for row in by_level for name in row]
     else:  # one column per level (taller than wide canvases: larger cells)
         assert shape == (4, 2)
         expected = [name for column in zip(*by_level, strict=True) for name in column]
-    visible = [layer.name for layer in viewer.layers if layer.visible]
-    assert visible == expected  # row by row; the user's own layer is not an unlabelled cell
-    assert not user.visible
-    assert all(viewer.layers[name].name_overlay.visible for name in expected)
-    assert camera.zoom < zoomed  # the view was reset to show whole cells
-    # each name fits its cell (vispy draws text about 1.2x wider than Qt's metrics), so the labels are not cut
-    cell_height, cell_width = viewer.canvas.viewbox_size(viewer.layers)
-    font = QFont()
-    font.setPointSizeF(CELL_FONT_SIZE)
-    widest = max(QFontMetrics(font).horizontalAdvance(name) for name in expected)
-    assert widest * 1.25 < cell_width
-    # the names differ at their start, where the layer list shows them when it elides
+    cells = meta["cells"]
+    assert [cell["name"] for cell in cells] == expected  # row by row; the reference is a named cell
+    assert [(cell["row"], cell["column"]) for cell in cells] == [divmod(i, shape[1]) for i in range(len(cells))]
+    # every name is written in full above its cell, in a strip of its own, white on dark
+    data = np.asarray(montage.data)
+    for cell in cells:
+        assert not cell["elided"], cell
+        top, left, height, width = cell["box"]
+        strip = data[cell["strip_top"] : top, left : left + width]
+        assert strip.shape[0] >= 24 and strip.max() > 0.9 and np.median(strip) < 0.1  # white text, dark strip
+        assert cell["font_pixels"] >= round(MIN_FONT_FRACTION * strip.shape[0])
+    # the view was reset to the whole montage, which is on screen
+    assert camera.zoom < zoomed
+    # the names differ at their start, where napari's lists show them when they elide
     assert len({name[:12] for name in expected}) == len(expected)
 
-    # grid off: everything back as it was, and no name overlays piled up in one corner
+    # grid off: everything back as it was; on again: the montage alone
     widget.grid_button.click()
     qtbot.waitUntil(lambda: not widget.is_busy, timeout=WAIT_MS)
-    assert not grid.enabled
-    assert user.visible
-    assert not any(layer.name_overlay.visible for layer in viewer.layers)
+    assert user.visible and not montage.visible
     widget.grid_button.click()
     qtbot.waitUntil(lambda: not widget.is_busy, timeout=WAIT_MS)
-    assert grid.enabled and not user.visible
+    assert montage.visible and not user.visible
+
+
+def test_a_result_is_added_as_a_layer_of_the_users_from_the_table_or_a_double_click(make_napari_viewer, qtbot, clean):
+    """Add as layer: the picked result, exact, with the input's geometry; kept when the next comparison runs."""
+    from napari.utils.interactions import mouse_double_click_callbacks
+
+    viewer = make_napari_viewer()
+    viewer.add_image(clean, name="clean", scale=(0.5, 0.5))
+    widget = make_widget(viewer, qtbot)
+    widget.set_methods(["tv"])
+    widget.levels.setText("15, 50")
+    run_and_wait(qtbot, widget)
+    assert not widget.add_layer_button.isEnabled()  # nothing picked yet
+    widget.table.setCurrentCell(1, 2)  # tv at sigma 50
+    assert widget.add_layer_button.isEnabled()
+    widget.add_layer_button.click()
+    added = viewer.layers["σ=50 · tv"]
+    run = next(r for r in widget.results.runs if r.method == "tv" and r.level == 50.0)
+    np.testing.assert_array_equal(added.data, run.output)
+    np.testing.assert_allclose(added.scale, (0.5, 0.5))
+    source = added.metadata["clipdenoise_compare_source"]
+    assert source["method"] == "tv" and source["level"] == 50.0 and source["psnr"] == run.psnr
+    assert "clipdenoise_compare" not in added.metadata  # the user's: listed as an input, never replaced
+    assert "σ=50 · tv" in [widget.layer_combo.itemText(i) for i in range(widget.layer_combo.count())]
+    widget.add_layer_button.click()  # the same result again: selected, not duplicated
+    assert sum(layer.name.startswith("σ=50 · tv") for layer in viewer.layers) == 1
+
+    # a double-click on a cell of the montage adds that cell
+    montage = viewer.layers["comparison"]
+    cell = next(c for c in montage.metadata["clipdenoise_compare"]["cells"] if c["name"] == "σ=15 · noisy")
+    top, left, height, width = cell["box"]
+    centre = montage.data_to_world((top + height / 2, left + width / 2))
+
+    class Event:  # what napari hands a layer's double-click callbacks: the world position
+        position = tuple(centre)
+        type = "mouse_double_click"
+
+    mouse_double_click_callbacks(montage, Event())
+    noisy = viewer.layers["σ=15 · noisy"]
+    np.testing.assert_array_equal(noisy.data, widget.results.noisy[15.0])
+
+    run_and_wait(qtbot, widget)  # the next comparison replaces its montage, not the user's layers
+    assert "σ=50 · tv" in viewer.layers and "σ=15 · noisy" in viewer.layers
+    assert [layer.name for layer in compare_layers(viewer)] == ["comparison"]
 
 
 def test_reference_mode_preselects_the_clean_layer_and_warns_about_a_noisy_one(make_napari_viewer, qtbot):
@@ -203,15 +266,17 @@ def test_without_reference_shows_results_residuals_and_noise_estimate(make_napar
     assert not widget.levels.isVisibleTo(widget)
     widget.set_methods(["wavelet", "tv"])
     run_and_wait(qtbot, widget)
-    residual = viewer.layers["tv · residual"]
-    np.testing.assert_allclose(residual.data, noisy - viewer.layers["tv"].data, atol=1e-6)
-    grid = grid_of(viewer)
-    assert tuple(grid.shape) == (1, 3)
-    assert [layer.name for layer in viewer.layers if layer.visible] == ["noisy input", "tv", "wavelet"]
-    widget.residuals_button.click()  # the grid shows what each method removed
+    results = cells_of(viewer.layers["comparison"])
+    assert list(results) == ["noisy input", "tv", "wavelet"]  # one row: the input, then each method
+    residuals = cells_of(viewer.layers["comparison · residuals"])
+    assert list(residuals) == ["tv · residual", "wavelet · residual"]
+    np.testing.assert_allclose(residuals["tv · residual"][1], noisy - results["tv"][1], atol=1e-6)
+    assert [layer.name for layer in viewer.layers if layer.visible] == ["comparison"]
+    widget.residuals_button.click()  # grid view shows what each method removed
     qtbot.waitUntil(lambda: not widget.is_busy, timeout=WAIT_MS)
-    shown = [layer.name for layer in viewer.layers if layer.visible]
-    assert shown == ["noisy input", "tv · residual", "wavelet · residual"]
+    assert [layer.name for layer in viewer.layers if layer.visible] == ["comparison · residuals"]
+    low, high = viewer.layers["comparison · residuals"].contrast_limits
+    assert low == -high and high > 0  # zero residual is mid-grey
     assert widget.table.headers[:2] == ["Method", "Residual σ (0-255)"]
     estimate = float(widget.summary.text().split(":")[1].split("(")[0])
     assert 20 < estimate < 30  # the true sigma is 25
@@ -220,36 +285,50 @@ def test_without_reference_shows_results_residuals_and_noise_estimate(make_napar
 def test_a_users_layer_with_a_comparison_name_is_never_overwritten(make_napari_viewer, qtbot, clean):
     viewer = make_napari_viewer()
     viewer.add_image(clean, name="clean")
-    mine = viewer.add_image(np.zeros((8, 8), np.float32), name="tv")
+    mine = viewer.add_image(np.zeros((8, 8), np.float32), name="comparison")
     widget = make_widget(viewer, qtbot)
     widget.mode.setCurrentIndex(1)
     widget.layer_combo.set_layer("clean")
     widget.set_methods(["tv"])
     run_and_wait(qtbot, widget)
-    assert viewer.layers["tv"] is mine and mine.data.shape == (8, 8)
-    assert viewer.layers["tv [compare]"].data.shape == clean.shape
+    assert viewer.layers["comparison"] is mine and mine.data.shape == (8, 8)
+    assert "clipdenoise_compare" in viewer.layers["comparison [compare]"].metadata
+    widget.grid_button.click()
+    qtbot.waitUntil(lambda: not widget.is_busy, timeout=WAIT_MS)
+    widget.grid_button.click()
+    qtbot.waitUntil(lambda: not widget.is_busy, timeout=WAIT_MS)
+    assert viewer.layers["comparison [compare]"].visible and not mine.visible
 
 
-def test_layers_are_added_one_per_event_loop_turn(make_napari_viewer, qtbot, clean):
-    """Problem 7: nine-plus result layers are not added in one frozen burst."""
-    from qtpy.QtCore import QTimer
+def test_a_comparison_adds_one_montage_layer_not_one_per_cell(make_napari_viewer, qtbot, clean):
+    """Problem 7: a dozen cells are one layer (one build on the GUI thread); the plot is drawn off it."""
+    import threading
+
+    from napari_clipdenoise.widgets import _plot
+
+    drawn_in = []
+    original = _plot.render_plot
+
+    def recording(*args):
+        drawn_in.append(threading.current_thread() is threading.main_thread())
+        return original(*args)
 
     viewer = make_napari_viewer()
     viewer.add_image(clean, name="clean")
     widget = make_widget(viewer, qtbot)
     widget.set_methods(["tv", "wavelet"])
-    turns, inserted_at = [], []
-    ticker = QTimer()
-    ticker.setInterval(0)
-    ticker.timeout.connect(lambda: turns.append(1))
-    viewer.layers.events.inserted.connect(lambda event: inserted_at.append(len(turns)))
-    ticker.start()
+    inserted = []
+    viewer.layers.events.inserted.connect(lambda event: inserted.append(event.value.name))
+    _plot.render_plot = recording
     try:
         run_and_wait(qtbot, widget)
+        qtbot.waitUntil(lambda: widget.plot.up_to_date, timeout=WAIT_MS)
     finally:
-        ticker.stop()
-    assert len(inserted_at) == 12
-    assert all(b > a for a, b in zip(inserted_at, inserted_at[1:], strict=False))
+        _plot.render_plot = original
+    assert inserted == ["comparison"]
+    assert len(cells_of(viewer.layers["comparison"])) == 3 * 4
+    assert drawn_in and not any(drawn_in)  # matplotlib never ran on the GUI thread
+    assert not widget.plot.pixmap().isNull()
 
 
 def test_fits_a_laptop_screen(make_napari_viewer, qtbot, clean):

@@ -1,4 +1,4 @@
-"""Showing a chosen set of layers in napari's grid, labelled, and putting everything back afterwards.
+"""Showing a chosen set of layers (in napari's grid, or alone), and putting everything back afterwards.
 
 napari's grid (one linked camera, one cell per visible layer in layer-list
 order) is shared by the whole viewer. :class:`GridSession` makes it show exactly
@@ -7,6 +7,8 @@ lasts, each cell is named by its layer's name overlay, and the view is reset so
 every cell shows its whole image. Ending the session (or the user switching the
 grid off with napari's own button) restores visibility, name overlays and the
 grid settings. One session per viewer: starting one ends the previous owner's.
+``show(..., grid=False)`` shows the layers alone in the normal view instead (the
+comparison's single montage layer): the others hidden, the view fitted to them.
 
 Every change of a layer's visibility or of the grid makes napari rebuild its
 scene and draw, which in grid mode costs a draw of every cell. So the changes
@@ -74,10 +76,15 @@ class GridSession:
         """Changes are still being made (one per event-loop turn)."""
         return bool(self._jobs)
 
-    def show(self, owner, layers: Sequence, shape: tuple[int, int], on_end: Callable | None = None) -> None:
-        """Show ``layers`` (row by row) in a ``shape`` grid; ``on_end()`` is called when the grid ends."""
+    def show(
+        self, owner, layers: Sequence, shape: tuple[int, int] = (1, 1), on_end: Callable | None = None, *, grid=True
+    ) -> None:
+        """Show ``layers`` (row by row) in a ``shape`` grid, or alone (``grid=False``); ``on_end()`` when it ends."""
         self._requested_owner = owner
-        self._queue(self._show_steps(owner, list(layers), tuple(int(v) for v in shape), on_end))
+        if grid:
+            self._queue(self._show_steps(owner, list(layers), tuple(int(v) for v in shape), on_end))
+        else:
+            self._queue(self._solo_steps(owner, list(layers), on_end))
 
     def end(self, owner=None) -> None:
         """Switch the grid off and restore what :meth:`show` changed (only ``owner``'s session, if given)."""
@@ -114,10 +121,8 @@ class GridSession:
             self._timer.start()
 
     # ----------------------------------------------------------------- the steps
-    def _show_steps(self, owner, layers, shape, on_end):
-        viewer = self._viewer()
-        if viewer is None:
-            return
+    def _start(self, viewer, owner, on_end):
+        """End another owner's session; remember what this one will change."""
         if self._saved is not None and self.owner is not owner:
             yield from self._end_steps()
         grid = grid_of(viewer)
@@ -128,6 +133,34 @@ class GridSession:
                 "grid": (tuple(grid.shape), grid.stride, grid.spacing),
             }
         self.owner, self._on_end = owner, on_end
+
+    def _solo_steps(self, owner, layers, on_end):
+        viewer = self._viewer()
+        if viewer is None:
+            return
+        yield from self._start(viewer, owner, on_end)
+        shown = [layer for layer in layers if layer in viewer.layers]
+        grid = grid_of(viewer)
+        if grid.enabled:
+            grid.enabled = False
+            yield
+        for layer in list(viewer.layers):
+            if layer.visible and not any(layer is keep for keep in shown):
+                layer.visible = False
+                yield
+        for layer in shown:
+            if not layer.visible:
+                layer.visible = True
+                yield
+        if shown:
+            fit_view(viewer, shown)
+
+    def _show_steps(self, owner, layers, shape, on_end):
+        viewer = self._viewer()
+        if viewer is None:
+            return
+        yield from self._start(viewer, owner, on_end)
+        grid = grid_of(viewer)
         shown = [layer for layer in layers if layer in viewer.layers]
         if not shown:
             return
@@ -223,3 +256,11 @@ class GridSession:
             return
         if not grid_of(viewer).enabled:  # switched off with napari's own grid button
             self.end()
+
+
+def fit_view(viewer, layers) -> None:
+    """Fit the camera to ``layers`` (napari >= 0.6 takes ``layers=``; older ones fit every layer)."""
+    try:
+        viewer.reset_view(layers=layers)
+    except TypeError:
+        viewer.reset_view()

@@ -271,7 +271,9 @@ class AdaptWidget(JobWidgetMixin, QWidget):
         except RuntimeError:  # the widget is gone; napari holds only weak references to this callback
             return
         known = {self.layers_list.item(i).text() for i in range(self.layers_list.count())}
-        images = [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+        images = [
+            layer for layer in self.viewer.layers if isinstance(layer, Image) and not _layers.is_compare_layer(layer)
+        ]
         inputs = [layer for layer in images if not layer.name.endswith(OUTPUT_SUFFIXES)]
         ordered = inputs + [layer for layer in images if layer not in inputs]
         self.layers_list.clear()

@@ -6,10 +6,16 @@ SSIM from :mod:`napari_clipdenoise.metrics`). Without one (real noisy data), it
 runs the methods on the layer as it is and shows results, residuals and the
 input's estimated noise level.
 
-The output layers carry ``metadata["clipdenoise_compare"]`` and short names that
-start with what tells them apart (``"σ=25 · tv"``); the next comparison replaces
-them. Grid view lays them out one row per level and one column per clean /
-noisy / method, each cell named, with the view reset to show whole images.
+The results arrive as one montage layer, ``comparison``: one row per level and
+one column per clean / noisy / method (or the transpose, when that gives larger
+cells on the canvas), each cell named in a strip above it (without a reference:
+the input and each method in one row, and ``comparison · residuals``). One layer
+instead of one per cell keeps the viewer responsive: napari builds each layer on
+the GUI thread, and every layer makes each later garbage collection longer. The
+next comparison replaces the montage. **Add as layer** (or a double-click on a
+cell) adds one result as a layer of its own, with the input's geometry and the
+run's scores in ``metadata["clipdenoise_compare_source"]``; those are the
+user's to keep. Grid view shows the montage alone, fitted to the canvas.
 """
 
 from __future__ import annotations
@@ -61,9 +67,11 @@ from ..inference.axes import parse_axes
 from ..jobs import JobOutcome
 from ..model.sources import parse_model_source
 from ..model.summary import available_models, describe_model
+from ..montage import Montage, compose_montage
 from ..noise import LEVEL_UNITS, NOISE_MODELS, TYPICAL_LEVELS
 from ..unit_scale import UnitScale
 from . import _layers
+from ._cell_names import draw_cell_names
 from ._grid import GridSession, grid_of
 from ._inference_options import InferenceOptionsPanel
 from ._job import JobWidgetMixin
@@ -81,6 +89,11 @@ MODE_REFERENCE = "Add noise to a clean reference"
 MODE_REAL = "Real noisy data (no reference)"
 WARNING_STYLE = "color: #ffb347;"
 COMPARE_KEY = _layers.COMPARE_KEY
+#: Metadata key of a result added as a layer of its own (the user's: never replaced or removed).
+SOURCE_KEY = "clipdenoise_compare_source"
+#: Names of the montage layers.
+MONTAGE_NAME = "comparison"
+RESIDUAL_MONTAGE_NAME = "comparison · residuals"
 
 #: Default levels and the unit of the level, per noise model.
 LEVELS = {kind: (", ".join(f"{level:g}" for level in TYPICAL_LEVELS[kind]), LEVEL_UNITS[kind]) for kind in NOISE_MODELS}
@@ -161,6 +174,8 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         self.results: CompareResults | None = None
         self._result_layers: list = []
         self._names: dict[str, str] = {}  # layer name -> the name it got (when a user layer had it)
+        self._geometry: dict = {}  # the input's 2D geometry, for results added as layers
+        self._source_name = ""
         self.layer_queue = LayerQueue(napari_viewer, self)
         self._build()
         self._set_idle_bar()
@@ -215,12 +230,17 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         self.grid_button = QPushButton("Grid view", content)
         self.grid_button.setCheckable(True)
         self.grid_button.setToolTip(
-            "Show the comparison side by side: one row per level, one column per clean / noisy / method,"
+            "Show the comparison montage alone: one row per level, one column per clean / noisy / method,"
             " each cell named (other layers are hidden until you switch it off)"
         )
         self.residuals_button = QPushButton("Residuals", content)
         self.residuals_button.setCheckable(True)
         self.residuals_button.setToolTip("Grid view of the residuals (input − result) instead of the results")
+        self.add_layer_button = QPushButton("Add as layer", content)
+        self.add_layer_button.setToolTip(
+            "Add the result picked in the table (a cell: that level; a method's name: all its levels) as a layer"
+            " of its own, to keep, save or denoise further. A double-click on a cell of the montage does the same."
+        )
         self.progress_bar = QProgressBar(content)
         self.status = QLabel("", content)
         self.status.setWordWrap(True)
@@ -265,6 +285,9 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         table_bar.addWidget(self.metric, 1)
         table_bar.addWidget(self.copy_button)
         table_bar.addWidget(self.export_button)
+        table_actions = QHBoxLayout()
+        table_actions.addStretch(1)
+        table_actions.addWidget(self.add_layer_button)
         layout = QVBoxLayout(content)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addLayout(form)
@@ -277,6 +300,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         layout.addWidget(self.summary)
         layout.addLayout(table_bar)
         layout.addWidget(self.table)
+        layout.addLayout(table_actions)
         layout.addWidget(self.plot)
         layout.addStretch(1)
         self.setMinimumWidth(220)
@@ -293,6 +317,9 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         self.metric.currentIndexChanged.connect(lambda _: self._show_table())
         self.copy_button.clicked.connect(self.table.copy_to_clipboard)
         self.export_button.clicked.connect(self._on_export)
+        self.add_layer_button.clicked.connect(lambda: self.add_selected_results())
+        self.table.cellDoubleClicked.connect(lambda _row, _column: self.add_selected_results())
+        self.table.itemSelectionChanged.connect(self._update_buttons)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self._update_buttons()
 
@@ -501,48 +528,31 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         if path:
             self.add_checkpoint(path)
 
-    # ----------------------------------------------------------------- grid
-    def grid_layers(self) -> tuple[list, tuple[int, int]]:
-        """The comparison's layers in grid order (row by row) and the grid's shape."""
-        results = self.results
-        if results is None:
-            return [], (1, 1)
+    # ----------------------------------------------------------------- montage
+    def grid_layers(self) -> list:
+        """The montage layer Grid view shows (the residuals' when Residuals is pressed)."""
+        if self.results is None:
+            return []
+        residuals = self.residuals_button.isChecked() and not self.results.reference
+        name = self._names.get(RESIDUAL_MONTAGE_NAME if residuals else MONTAGE_NAME)
         layers = self.viewer.layers
-        residuals = self.residuals_button.isChecked() and not results.reference
-        names = []
-        shape, transposed = grid_shape(results, tuple(self.viewer.canvas.size))
-        if results.reference:
-            rows = []
-            for level in results.settings.levels:
-                row = [layer_name(results, CLEAN, level)]
-                for method in (NOISY, *results.settings.methods):
-                    run = next(r for r in results.runs if r.method == method and r.level == level)
-                    row.append(layer_name(results, run))
-                rows.append(row)
-            if transposed:  # one column per level
-                rows = [list(column) for column in zip(*rows, strict=True)]
-            names = [name for row in rows for name in row]
-        else:
-            names.append(layer_name(results, "input"))
-            for run in results.runs:
-                names.append(layer_name(results, f"residual:{run.method}") if residuals else layer_name(results, run))
-        by_name = {self._names.get(name, name): None for name in names}
-        ordered = [layers[name] for name in by_name if name in layers and _layers.is_compare_layer(layers[name])]
-        return ordered, shape
+        if name is None or name not in layers or not _layers.is_compare_layer(layers[name]):
+            return []
+        return [layers[name]]
 
     def _on_grid_toggled(self, enabled: bool) -> None:
         session = GridSession.for_viewer(self.viewer)
         if not enabled:
             session.end(self)
             return
-        layers, shape = self.grid_layers()
+        layers = self.grid_layers()
         if not layers:
-            self._set_status("Run a comparison first: Grid view shows its layers.")
+            self._set_status("Run a comparison first: Grid view shows its montage.")
             self.grid_button.blockSignals(True)
             self.grid_button.setChecked(False)
             self.grid_button.blockSignals(False)
             return
-        session.show(self, layers, shape, on_end=if_alive(self, self._on_grid_ended))
+        session.show(self, layers, on_end=if_alive(self, self._on_grid_ended), grid=False)
 
     def _on_grid_ended(self) -> None:
         self.grid_button.blockSignals(True)
@@ -584,6 +594,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         self.export_button.setEnabled(has_rows)
         self.metric.setEnabled(self.results is not None and self.results.reference)
         self.grid_button.setEnabled(self.results is not None and not running)
+        self.add_layer_button.setEnabled(self.results is not None and bool(self.selected_results()))
         self.residuals_button.setVisible(self.results is not None and not self.results.reference)
 
     # ----------------------------------------------------------------- running
@@ -653,6 +664,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             return
         results: CompareResults = outcome.value
         self.results = results
+        self._geometry, self._source_name = dict(geometry), layer.name
         self._show_table()
         self._show_plot()
         self._show_summary(layer)
@@ -668,63 +680,100 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             remove=stale,
         )
 
-    def _layer_specs(self, results: CompareResults, layer, geometry: dict) -> list[LayerSpec]:
-        """The layers of a comparison, in grid order; stale ones of the previous comparison are removed."""
-        look = {"rgb": results.settings.rgb, "contrast_limits": (0.0, 1.0), **geometry}
-        if not results.settings.rgb:
-            look["colormap"] = "gray"
-        kind = results.settings.noise
+    def _cells(self, results: CompareResults, transposed: bool) -> list[tuple[str, np.ndarray, dict]]:
+        """The results montage's cells in order (row by row): ``(name, image, info)``."""
         labels = method_labels(results.settings.methods)
 
-        def meta(method, level, run=None, role="result"):
+        def info(method, level, run=None, role="result"):
+            label = labels.get(method, method_label(method)) if method not in (CLEAN, NOISY) else method
             return {
-                COMPARE_KEY: {
-                    "role": role,
-                    "method": method,
-                    "label": labels.get(method, method_label(method)) if method not in (CLEAN, NOISY) else method,
-                    "level": level,
-                    "noise": kind if results.reference else None,
-                    "seed": results.settings.seed,
-                    "psnr": getattr(run, "psnr", None),
-                    "ssim": getattr(run, "ssim", None),
-                    "source_layer": layer.name,
-                }
+                "role": role,
+                "method": method,
+                "label": label,
+                "level": level,
+                "psnr": getattr(run, "psnr", None),
+                "ssim": getattr(run, "ssim", None),
             }
 
-        wanted: list[tuple[str, np.ndarray, dict]] = []
-        if results.reference:
-            for level in results.settings.levels:
-                wanted.append((layer_name(results, CLEAN, level), results.clean, meta(CLEAN, level, role="clean")))
-                for method in (NOISY, *results.settings.methods):
-                    run = next(r for r in results.runs if r.method == method and r.level == level)
-                    wanted.append((layer_name(results, run), run.output, meta(method, level, run)))
-        else:
-            wanted.append((layer_name(results, "input"), results.input, meta(NOISY, None, role="input")))
-            for run in results.runs:
-                wanted.append((layer_name(results, run), run.output, meta(run.method, None, run)))
-            for run in results.runs:
-                values = _layers.residual(results.input, run.output)
-                residual_meta = meta(run.method, None, run, role="residual")
-                extra = {"contrast_limits": _layers.residual_limits(values), "visible": False}
-                wanted.append((layer_name(results, f"residual:{run.method}"), values, {**residual_meta, **extra}))
-        # never overwrite a layer of the user's that happens to have one of these names
-        self._names = {}
+        if not results.reference:
+            cells = [(layer_name(results, "input"), results.input, info(NOISY, None, role="input"))]
+            cells += [(layer_name(results, run), run.output, info(run.method, None, run)) for run in results.runs]
+            return cells
+        rows = []
+        for level in results.settings.levels:
+            row = [(layer_name(results, CLEAN, level), results.clean, info(CLEAN, level, role="clean"))]
+            for method in (NOISY, *results.settings.methods):
+                run = next(r for r in results.runs if r.method == method and r.level == level)
+                row.append((layer_name(results, run), run.output, info(method, level, run)))
+            rows.append(row)
+        if transposed:  # one column per level
+            rows = [list(column) for column in zip(*rows, strict=True)]
+        return [cell for row in rows for cell in row]
+
+    def _montage_spec(self, name, cells, shape, limits, look, common) -> tuple[LayerSpec, Montage]:
+        """One montage layer: the cells composed, named in their strips, over the input's first cell."""
+        low, high = limits
+        montage = compose_montage([c[1] for c in cells], [c[0] for c in cells], shape, background=low)
+        drawn = draw_cell_names(montage, low, high)
+        described = [
+            {**cell.as_dict(), **extra, "font_pixels": how["font_pixels"], "elided": how["elided"]}
+            for cell, (_name, _data, extra), how in zip(montage.cells, cells, drawn, strict=True)
+        ]
+        strip = montage.cells[0].top  # rows above the first cell's image
+        zoom = montage.zoom
+        scale = tuple(float(v) / zoom for v in look["scale"])
+        # the first cell's pixels lie exactly over the input's
+        translate = (
+            look["translate"][0] - (strip + (zoom - 1) / 2) * scale[0],
+            look["translate"][1] - (zoom - 1) / 2 * scale[1],
+        )
+        metadata = {COMPARE_KEY: {**common, "role": "montage", "zoom": zoom, "shape": list(shape), "cells": described}}
+        kwargs = {**look, "scale": scale, "translate": translate, "contrast_limits": limits, "metadata": metadata}
+        kwargs["visible"] = False  # Grid view shows it, alone
+        return LayerSpec(name, montage.image, kwargs, after=self._watch_double_click), montage
+
+    def _layer_specs(self, results: CompareResults, layer, geometry: dict) -> list[LayerSpec]:
+        """The comparison's montage layer(s); a layer of the user's with the same name is never overwritten."""
+        look = {"rgb": results.settings.rgb, **geometry}
+        if not results.settings.rgb:
+            look["colormap"] = "gray"
+        common = {
+            "noise": results.settings.noise if results.reference else None,
+            "seed": results.settings.seed,
+            "source_layer": layer.name,
+        }
+        shape, transposed = grid_shape(results, tuple(self.viewer.canvas.size))
         taken = {lay.name for lay in self.viewer.layers if not _layers.is_compare_layer(lay)}
-        specs = []
-        for name, data, extra in wanted:
-            final = name if name not in taken else f"{name} [compare]"
-            self._names[name] = final
-            # added hidden: Grid view shows them (each visible layer would cost a draw as it arrives)
-            kwargs = {**look, "visible": False, "metadata": {COMPARE_KEY: extra[COMPARE_KEY]}}
-            kwargs.update({k: v for k, v in extra.items() if k != COMPARE_KEY})
-            specs.append(LayerSpec(final, data, kwargs))
+        self._names = {}
+
+        def final(name):
+            self._names[name] = name if name not in taken else f"{name} [compare]"
+            return self._names[name]
+
+        cells = self._cells(results, transposed)
+        spec, _ = self._montage_spec(final(MONTAGE_NAME), cells, shape, (0.0, 1.0), look, common)
+        specs = [spec]
+        if not results.reference:
+            residuals = [
+                (layer_name(results, f"residual:{run.method}"), _layers.residual(results.input, run.output), extra)
+                for run, (_n, _d, extra) in zip(results.runs, cells[1:], strict=True)
+            ]
+            spread = max(_layers.residual_limits(values)[1] for _name, values, _extra in residuals)
+            residual_look = {**look, "colormap": "gray"} if not results.settings.rgb else look
+            spec, _ = self._montage_spec(
+                final(RESIDUAL_MONTAGE_NAME), residuals, (1, len(residuals)), (-spread, spread), residual_look, common
+            )
+            specs.append(spec)
         return specs
 
     def _on_layers_added(self, added, results: CompareResults) -> None:
         self._result_layers = added
         count = len(results.settings.methods)
         levels = f" × {len(results.settings.levels)} level(s)" if results.reference else ""
-        message = f"Done: {count} method(s){levels}, shown in Grid view (switch it off to see your layers again)."
+        message = (
+            f"Done: {count} method(s){levels}, shown in Grid view (switch it off to see your layers again;"
+            " Add as layer keeps a result)."
+        )
         if results.reference and (results.reference_sigma or 0) > NOISY_REFERENCE_SIGMA:
             message += " ⚠ The reference looks noisy: see the note above the table."
         self._set_status(message)
@@ -733,6 +782,91 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             self._on_grid_toggled(True)
         else:
             self.grid_button.setChecked(True)
+
+    # ----------------------------------------------------------------- results as layers
+    def selected_results(self) -> list[tuple[str, float | None]]:
+        """``(method, level)`` of the results picked in the table (a method's name picks all its levels)."""
+        results = self.results
+        if results is None:
+            return []
+        row, column = self.table.currentRow(), self.table.currentColumn()
+        if row < 0 or not self.table.selectedItems():
+            return []
+        if not results.reference:
+            runs = results.runs
+            return [(runs[row].method, None)] if row < len(runs) else []
+        methods = (NOISY, *results.settings.methods)
+        if row >= len(methods):
+            return []
+        levels = results.settings.levels
+        if 1 <= column <= len(levels):
+            return [(methods[row], levels[column - 1])]
+        return [(methods[row], level) for level in levels]
+
+    def add_selected_results(self) -> list:
+        """Add the results picked in the table as layers of their own; returns the layers."""
+        return [self.add_result_layer(method, level) for method, level in self.selected_results()]
+
+    def add_result_layer(self, method: str, level: float | None = None):
+        """Add one result (``method`` at ``level``; ``CLEAN`` or ``NOISY`` too) as a layer of the user's."""
+        results = self.results
+        if results is None:
+            raise ValueError("run a comparison first")
+        if method == CLEAN:
+            data, run, name = results.clean, None, layer_name(results, CLEAN, level)
+        else:
+            run = next((r for r in results.runs if r.method == method and r.level == level), None)
+            if run is None:
+                raise ValueError(f"the comparison has no result for {method_label(method)} at level {level}")
+            data = run.output if method != NOISY or not results.reference else results.noisy.get(level, run.output)
+            name = layer_name(results, run) if results.reference or method != NOISY else layer_name(results, "input")
+        source = {
+            "method": method,
+            "label": method_label(method),
+            "level": level,
+            "noise": results.settings.noise if results.reference else None,
+            "seed": results.settings.seed,
+            "psnr": getattr(run, "psnr", None),
+            "ssim": getattr(run, "ssim", None),
+            "seconds": getattr(run, "seconds", None),
+            "source_layer": self._source_name,
+        }
+        existing = next(
+            (lay for lay in self.viewer.layers if (lay.metadata or {}).get(SOURCE_KEY) == source and lay.name == name),
+            None,
+        )
+        if existing is not None:  # already added: select it rather than add a copy
+            self.viewer.layers.selection.active = existing
+            return existing
+        names = {lay.name for lay in self.viewer.layers}
+        unique, number = name, 2
+        while unique in names:
+            unique, number = f"{name} ({number})", number + 1
+        look = {"rgb": results.settings.rgb, "contrast_limits": (0.0, 1.0), **self._geometry}
+        if not results.settings.rgb:
+            look["colormap"] = "gray"
+        added = self.viewer.add_image(np.array(data, copy=True), name=unique, metadata={SOURCE_KEY: source}, **look)
+        self._set_status(f"Added '{unique}' as a layer of its own (switch Grid view off to see it).")
+        return added
+
+    def _watch_double_click(self, layer) -> None:
+        """A double-click on a cell of the montage adds that cell's result as a layer."""
+        callback = getattr(layer, "_clipdenoise_double_click", None)
+        if callback is not None:
+            return
+
+        def on_double_click(montage_layer, event):
+            position = montage_layer.world_to_data(event.position)
+            row, column = float(position[-2]), float(position[-1])
+            for cell in montage_layer.metadata.get(COMPARE_KEY, {}).get("cells", []):
+                top, left, height, width = cell["box"]
+                if top - 0.5 <= row < top + height - 0.5 and left - 0.5 <= column < left + width - 0.5:
+                    if cell["role"] in ("result", "clean", "input"):
+                        self.add_result_layer(cell["method"], cell["level"])
+                    return
+
+        layer._clipdenoise_double_click = on_double_click
+        layer.mouse_double_click_callbacks.append(if_alive(self, on_double_click))
 
     def _on_layers_failed(self, exc) -> None:
         self._show_error(f"The comparison finished but its layers could not be added: {exc}")
