@@ -18,7 +18,7 @@ version_tuple: tuple[int | str, ...]
 commit_id: str | None
 __commit_id__: str | None
 
-__version__ = version = '0.1.1.dev12+g6b876e5e8.d20261201'
-__version_tuple__ = version_tuple = (0, 1, 1, 'dev12', 'g6b876e5e8.d20261201')
+__version__ = version = '0.1.1.dev90+gbca1aa49b.d20261201'
+__version_tuple__ = version_tuple = (0, 1, 1, 'dev90', 'gbca1aa49b.d20261201')
 
-__commit_id__ = commit_id = 'g6b876e5e8'
+__commit_id__ = commit_id = 'gbca1aa49b'

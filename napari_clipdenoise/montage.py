@@ -7,7 +7,8 @@ session, about 13,000 more objects for every full garbage collection to walk
 montage it is one layer. :func:`compose_montage` lays the images out row by row
 with a strip above each cell for its name and a gap between cells; a small image
 is enlarged by a whole factor (nearest neighbour, so every original pixel stays
-exact) so its name strip is tall enough to read. Drawing the names into the
+exact) so its name strip is tall enough to read; a montage that would be wider
+or taller than a display texture can be shows every ``shrink``-th pixel instead. Drawing the names into the
 strips needs a font renderer, which the GUI side supplies (see
 ``napari_clipdenoise.widgets._cell_names``). No Qt, no napari here.
 """
@@ -27,6 +28,9 @@ STRIP_FRACTION = 0.13
 GAP_FRACTION = 0.02
 #: Smallest name strip (pixels).
 MIN_STRIP = 24
+#: Longest montage side (pixels): OpenGL's usual largest texture. A larger montage shows every
+#: ``shrink``-th pixel of each image (napari would have to reduce it for display anyway).
+MAX_EDGE = 16384
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,14 @@ class MontageCell:
 
 @dataclass
 class Montage:
-    """The montage image, its cells, and the whole enlargement factor applied to every image."""
+    """The montage image, its cells, and the whole factor each image was enlarged (or shrunk) by."""
 
     image: np.ndarray
     cells: list[MontageCell]
     zoom: int
     shape: tuple[int, int]
     background: float
+    shrink: int = 1  # > 1: each cell shows every shrink-th pixel of its image (zoom is then 1)
 
     def cell_at(self, row: float, column: float) -> MontageCell | None:
         """The cell whose image contains montage pixel ``(row, column)``, if any."""
@@ -76,7 +81,12 @@ class Montage:
         return None
 
     def original(self, cell: MontageCell) -> np.ndarray:
-        """The cell's image at its original size (every ``zoom``-th pixel: the exact original values)."""
+        """The cell's image at its original size (every ``zoom``-th pixel: the exact original values).
+
+        Only for a montage that was not shrunk (``shrink == 1``); otherwise use the images themselves.
+        """
+        if self.shrink > 1:
+            raise ValueError(f"this montage shows every {self.shrink}th pixel; its cells are not the original images")
         rows, columns = cell.image_slice()
         return self.image[rows, columns][:: self.zoom, :: self.zoom]
 
@@ -99,11 +109,13 @@ def compose_montage(
     *,
     background: float = 0.0,
     dtype=np.float32,
+    max_edge: int = MAX_EDGE,
 ) -> Montage:
     """Lay ``images`` (all of one shape: ``(H, W)`` or ``(H, W, 3)``) out row by row in a ``shape`` grid.
 
     Strips and gaps are filled with ``background``. Cells left over at the end
-    of the grid stay empty.
+    of the grid stay empty. A montage longer than ``max_edge`` on a side shows
+    every ``shrink``-th pixel of each image, the smallest whole factor that fits.
     """
     if len(images) != len(names):
         raise ValueError(f"{len(images)} images but {len(names)} names")
@@ -119,9 +131,15 @@ def compose_montage(
     if len(first) not in (2, 3) or (len(first) == 3 and first[2] != 3):
         raise ValueError(f"montage images must be (H, W) or (H, W, 3), got {first}")
     height, width = first[:2]
-    zoom, strip, gap = montage_geometry(height, width)
-    cell_height, cell_width = height * zoom, width * zoom
-    pitch_y, pitch_x = strip + cell_height + gap, cell_width + gap
+    shrink = 1
+    while True:
+        shown_height, shown_width = -(-height // shrink), -(-width // shrink)
+        zoom, strip, gap = montage_geometry(shown_height, shown_width)
+        cell_height, cell_width = shown_height * zoom, shown_width * zoom
+        pitch_y, pitch_x = strip + cell_height + gap, cell_width + gap
+        if max(rows * pitch_y - gap, columns * pitch_x - gap) <= max_edge or zoom > 1:
+            break
+        shrink += 1
     out_shape = (rows * pitch_y - gap, columns * pitch_x - gap, *first[2:])
     image = np.full(out_shape, background, dtype=dtype)
     cells = []
@@ -138,8 +156,12 @@ def compose_montage(
             strip_top=row * pitch_y,
         )
         values = np.asarray(data, dtype=dtype)
+        if shrink > 1:
+            values = values[::shrink, ::shrink]
         if zoom > 1:
             values = np.repeat(np.repeat(values, zoom, axis=0), zoom, axis=1)
         image[cell.image_slice()] = values
         cells.append(cell)
-    return Montage(image=image, cells=cells, zoom=zoom, shape=(rows, columns), background=float(background))
+    return Montage(
+        image=image, cells=cells, zoom=zoom, shape=(rows, columns), background=float(background), shrink=shrink
+    )

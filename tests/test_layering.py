@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "napari_clipdenoise"
 
 #: Part of the package -> the parts it may import (besides itself). Parts are top-level modules or subpackages.
 BASE = {"_lazy", "_torch", "_version", "errors", "jobs", "unit_scale", "__init__"}
-NUMERICS = BASE | {"noise", "metrics", "baselines"}
+NUMERICS = BASE | {"noise", "metrics", "baselines", "montage"}
 ALLOWED = {
     "_lazy": set(),
     "_torch": set(),
@@ -30,6 +30,7 @@ ALLOWED = {
     "noise": BASE,
     "metrics": BASE,
     "baselines": NUMERICS,
+    "montage": set(),
     "model": BASE,
     "inference": BASE | {"model"},
     "formats": BASE | {"inference"},
@@ -45,7 +46,7 @@ ALLOWED = {
     "widgets": NUMERICS | {"model", "inference", "formats", "comparison", "distributed", "sample_data", "adaptation"},
 }
 #: Parts that make up the library core: none of them may import Qt, napari or magicgui.
-CORE = ("errors", "jobs", "unit_scale", "noise", "metrics", "baselines", "model", "inference", "formats",
+CORE = ("errors", "jobs", "unit_scale", "noise", "metrics", "baselines", "montage", "model", "inference", "formats",
         "comparison", "training", "adaptation", "batch", "distributed", "cli")  # fmt: skip
 GUI_MODULES = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt", "vispy")
 

@@ -48,3 +48,14 @@ def test_large_and_colour_images_keep_their_size_and_channels():
 def test_bad_input_is_refused_with_the_reason(images, names, shape, message):
     with pytest.raises(ValueError, match=message):
         compose_montage(images, names, shape)
+
+
+def test_a_montage_too_large_for_a_display_texture_shows_every_nth_pixel():
+    image = np.arange(900 * 1000, dtype=np.float32).reshape(900, 1000)
+    montage = compose_montage([image] * 4, list("abcd"), (2, 2), max_edge=1500)
+    assert montage.shrink == 2 and montage.zoom == 1 and max(montage.image.shape) <= 1500
+    rows, columns = montage.cells[3].image_slice()
+    np.testing.assert_array_equal(montage.image[rows, columns], image[::2, ::2])
+    with pytest.raises(ValueError, match="not the original images"):
+        montage.original(montage.cells[0])
+    assert compose_montage([image], ["a"], (1, 1)).shrink == 1  # the default limit is a GPU texture's

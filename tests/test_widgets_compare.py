@@ -428,3 +428,28 @@ def test_refresh_lists_a_newly_installed_model_and_keeps_choices(make_napari_vie
     assert set(widget.selected_methods()) >= {model, "tv"}
     widget.set_methods(["model:gaussian15", "tv"])  # now installed: can be ticked
     assert widget.selected_methods() == ("model:gaussian15", "tv")
+
+
+def test_colour_images_make_a_colour_montage_whose_first_cell_lies_over_the_input(make_napari_viewer, qtbot):
+    from skimage import data, transform
+
+    rgb = transform.resize(data.astronaut(), (48, 40), anti_aliasing=True).astype(np.float32)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(rgb, name="astronaut_clean", rgb=True, scale=(2.0, 3.0), translate=(10.0, -5.0))
+    widget = make_widget(viewer, qtbot)
+    widget.set_methods(["tv"])
+    widget.levels.setText("25")
+    run_and_wait(qtbot, widget)
+    assert "Done" in widget.status.text(), widget.status.text()
+    montage = viewer.layers["comparison"]
+    assert montage.rgb and np.asarray(montage.data).shape[-1] == 3
+    cells = cells_of(montage)
+    np.testing.assert_array_equal(cells["σ=25 · clean"][1], rgb)
+    run = next(r for r in widget.results.runs if r.method == "tv")
+    np.testing.assert_array_equal(cells["σ=25 · tv"][1], run.output)
+    first = montage.metadata["clipdenoise_compare"]["cells"][0]
+    zoom = montage.metadata["clipdenoise_compare"]["zoom"]
+    top, left = first["box"][:2]
+    # the centre of the input's first pixel is the centre of the first cell's first (enlarged) pixel block
+    block_centre = montage.data_to_world((top + (zoom - 1) / 2, left + (zoom - 1) / 2))
+    np.testing.assert_allclose(block_centre, layer.data_to_world((0, 0)), atol=1e-6)

@@ -720,14 +720,23 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             for cell, (_name, _data, extra), how in zip(montage.cells, cells, drawn, strict=True)
         ]
         strip = montage.cells[0].top  # rows above the first cell's image
-        zoom = montage.zoom
-        scale = tuple(float(v) / zoom for v in look["scale"])
+        zoom, shrink = montage.zoom, montage.shrink
+        scale = tuple(float(v) * shrink / zoom for v in look["scale"])
         # the first cell's pixels lie exactly over the input's
         translate = (
             look["translate"][0] - (strip + (zoom - 1) / 2) * scale[0],
             look["translate"][1] - (zoom - 1) / 2 * scale[1],
         )
-        metadata = {COMPARE_KEY: {**common, "role": "montage", "zoom": zoom, "shape": list(shape), "cells": described}}
+        metadata = {
+            COMPARE_KEY: {
+                **common,
+                "role": "montage",
+                "zoom": zoom,
+                "shrink": shrink,
+                "shape": list(shape),
+                "cells": described,
+            }
+        }
         kwargs = {**look, "scale": scale, "translate": translate, "contrast_limits": limits, "metadata": metadata}
         kwargs["visible"] = False  # Grid view shows it, alone
         return LayerSpec(name, montage.image, kwargs, after=self._watch_double_click), montage
