@@ -13,7 +13,9 @@ ticks is the longest stall a user would feel (the target is < 250 ms). Cases:
 2. a multi-tile Denoise run (the model is loaded and the result layer exists already);
 3. adding results: a Denoise run of a large 2D image with its residual (the
    residual is computed in the worker, the two layers added one per turn);
-4. the comparison: 3 levels x (clean, noisy, 2 classical methods) = 12 cells,
+4. Side by side on and off after a Denoise run (the result moved next to the
+   input in one view, one change per turn);
+5. the comparison: 3 levels x (clean, noisy, 2 classical methods) = 12 cells,
    composed into one montage layer, its plot drawn in a helper thread, Grid
    view switched on one change per turn. For scale it also prints how long one
    frame of the finished view takes when panning: napari's own draw, which every
@@ -173,6 +175,23 @@ def results_run(viewer, app, checkpoint: Path, size: int) -> dict:
     return {"case": case, **probed, "seconds": seconds}
 
 
+def side_by_side_run(viewer, app, checkpoint: Path, size: int) -> dict:
+    image = np.random.default_rng(2).random((size, size), dtype=np.float32)
+    viewer.add_image(image, name="input")
+    widget = _denoise_widget(viewer, checkpoint, 512)
+    widget.layer_combo.set_layer("input")
+    widget.run_button.click()
+    wait(app, lambda: not widget.is_busy)
+    probe = StallProbe()
+    with probe:
+        started = time.perf_counter()
+        for _ in range(2):  # on, then off again
+            widget.before_after.side_by_side.click()
+            wait(app, lambda: not widget.is_busy)
+    case = f"Side by side on and off: input and result, {size} x {size}, in one view"
+    return {"case": case, **probe.summary(), "seconds": time.perf_counter() - started}
+
+
 def comparison_run(viewer, app, size: int) -> dict:
     from skimage import data, transform
 
@@ -229,7 +248,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=96, help="edge of the multi-tile stack")
     parser.add_argument("--result-size", type=int, default=1024, help="edge of the image whose results are added")
     parser.add_argument("--compare-size", type=int, default=512, help="edge of the comparison's image")
-    parser.add_argument("--cases", default="first,tiles,results,compare", help="which cases, comma-separated")
+    parser.add_argument("--cases", default="first,tiles,results,side,compare", help="which cases, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each case after the first (fresh viewers)")
     args = parser.parse_args(argv)
     cases = set(args.cases.split(","))
@@ -243,7 +262,7 @@ def main(argv=None) -> int:
             checkpoint = Path(folder) / "random.safetensors"
             _write_checkpoint(checkpoint)
         rows = []
-        plan = [case for case in ("first", "tiles", "results", "compare") if case in cases]
+        plan = [case for case in ("first", "tiles", "results", "side", "compare") if case in cases]
         for case in plan:
             runs = 1 if case == "first" else max(1, args.repeat)  # torch is imported once per process
             measured = []
@@ -258,6 +277,8 @@ def main(argv=None) -> int:
                     measured.append(tiles_run(viewer, app, checkpoint, args.size))
                 elif case == "results":
                     measured.append(results_run(viewer, app, checkpoint, args.result_size))
+                elif case == "side":
+                    measured.append(side_by_side_run(viewer, app, checkpoint, args.result_size))
                 else:
                     measured.append(comparison_run(viewer, app, args.compare_size))
                 viewer.close()

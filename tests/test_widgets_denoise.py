@@ -486,27 +486,32 @@ def test_denoise_several_selected_layers(viewer, qtbot, rgb_checkpoint, rng):
 
 
 def test_before_after_side_by_side_and_flip(viewer, qtbot, rgb_checkpoint, rng):
-    from napari_clipdenoise.widgets._grid import grid_of
+    from napari_clipdenoise.widgets._view_session import grid_of
 
     other = viewer.add_image(rng.random((32, 32), dtype=np.float32), name="other")
-    image = viewer.add_image(rng.random((32, 32), dtype=np.float32), name="img")
+    image = viewer.add_image(rng.random((32, 32), dtype=np.float32), name="img", scale=(2.0, 2.0))
     widget = make_widget(viewer, rgb_checkpoint)
     widget.layer_combo.set_layer("img")
     assert not widget.before_after.isVisibleTo(widget)  # nothing to compare yet
     click_and_wait(qtbot, widget)
     result = viewer.layers["img_denoised"]
+    placed = tuple(result.translate)
     row = widget.before_after
     assert row.isVisibleTo(widget) and row.side_by_side.isEnabled()
     row.side_by_side.click()
     qtbot.waitUntil(lambda: not widget.is_busy, timeout=WAIT_MS)  # laid out one change per event-loop turn
-    grid = grid_of(viewer)
-    assert grid.enabled and tuple(grid.shape) == (1, 2)
     assert [layer.name for layer in viewer.layers if layer.visible] == ["img", "img_denoised"]
-    assert image.name_overlay.visible and result.name_overlay.visible
-    grid.enabled = False  # napari's own grid button ends it too
+    assert not grid_of(viewer).enabled  # one view and one camera, not napari's grid of view boxes
+    # the result sits to the right of the input, clear of it, on the same rows
+    input_right = image.data_to_world((0, 31))[-1] + 1.0  # the right edge of the input's last column
+    result_left = result.data_to_world((0, 0))[-1] - 1.0
+    assert result_left > input_right and result.translate[-2] == image.translate[-2]
+    assert row.names.isVisibleTo(widget) and row.names.text() == "left: img   ·   right: img_denoised"
+    grid_of(viewer).enabled = True  # napari's own grid button ends it
     qtbot.waitUntil(lambda: not widget.is_busy, timeout=WAIT_MS)
     assert not row.side_by_side.isChecked()
-    assert other.visible and not image.name_overlay.visible
+    assert other.visible and tuple(result.translate) == placed and not row.names.isVisibleTo(widget)
+    grid_of(viewer).enabled = False
     row.flip.click()
     assert image.visible and not result.visible
     row.flip.click()

@@ -1,19 +1,20 @@
-"""Before/after: an input and its result side by side (linked, in napari's grid) or flipped in place."""
+"""Before/after: an input and its result side by side (one view, one camera) or flipped in place."""
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QHBoxLayout, QPushButton, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
-from ._grid import GridSession
+from ._view_session import ViewSession
 from ._worker import if_alive
 
 
 class BeforeAfterRow(QWidget):
     """``[Side by side] [Show input]``: before/after views of the pair given to :meth:`set_pair`.
 
-    *Side by side* shows only the two, in a 1 x 2 grid with one camera (panning
-    and zooming one pans and zooms both); *Show input* hides the result so the
-    input under it shows, in the same place, until it is pressed again.
+    *Side by side* shows only the two, the result moved to the right of the
+    input in the same view (one camera: panning and zooming one pans and zooms
+    both), their names under the buttons; *Show input* hides the result so the input under
+    it shows, in the same place, until it is pressed again.
     """
 
     def __init__(self, viewer, parent=None):
@@ -28,10 +29,19 @@ class BeforeAfterRow(QWidget):
         self.flip = QPushButton("Show input", self)
         self.flip.setCheckable(True)
         self.flip.setToolTip("Before/after: hide the result to see the input in its place; press again for the result")
-        layout = QHBoxLayout(self)
+        self.names = QLabel("", self)
+        self.names.setStyleSheet("color: gray;")
+        self.names.setWordWrap(True)
+        self.names.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.names.setVisible(False)
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addWidget(self.side_by_side, 1)
+        buttons.addWidget(self.flip, 1)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.side_by_side, 1)
-        layout.addWidget(self.flip, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.names)
         self.side_by_side.toggled.connect(self._on_side_by_side)
         self.flip.toggled.connect(self._on_flip)
         self.set_pair(None, None)
@@ -58,16 +68,20 @@ class BeforeAfterRow(QWidget):
         return self._pair
 
     def _on_side_by_side(self, checked: bool) -> None:
-        session = GridSession.for_viewer(self.viewer)
+        session = ViewSession.for_viewer(self.viewer)
         pair = self._alive_pair()
         if checked and pair is not None:
             if self.flip.isChecked():
                 self.flip.setChecked(False)
-            session.show(self, pair, (1, 2), on_end=if_alive(self, self._on_grid_ended))
+            session.show(self, pair, layout="row", on_end=if_alive(self, self._on_grid_ended))
+            self.names.setText(f"left: {pair[0].name}   ·   right: {pair[1].name}")
+            self.names.setVisible(True)
         elif not checked:
             session.end(self)
+            self.names.setVisible(False)
 
     def _on_grid_ended(self) -> None:
+        self.names.setVisible(False)
         self.side_by_side.blockSignals(True)
         self.side_by_side.setChecked(False)
         self.side_by_side.blockSignals(False)

@@ -72,7 +72,6 @@ from ..noise import LEVEL_UNITS, NOISE_MODELS, TYPICAL_LEVELS
 from ..unit_scale import UnitScale
 from . import _layers
 from ._cell_names import draw_cell_names
-from ._grid import GridSession, grid_of
 from ._inference_options import InferenceOptionsPanel
 from ._job import JobWidgetMixin
 from ._layer_combo import ImageLayerCombo
@@ -81,6 +80,7 @@ from ._model_combo import CHECKPOINT_FILTER
 from ._plot import LinePlot
 from ._scroll import ScrollingDockMixin, scrolling_content
 from ._table import ResultsTable
+from ._view_session import ViewSession, grid_of
 from ._worker import if_alive, job_worker
 
 __all__ = ["CompareWidget", "grid_of", "parse_levels"]
@@ -280,14 +280,12 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         view_buttons = QHBoxLayout()
         view_buttons.addWidget(self.grid_button)
         view_buttons.addWidget(self.residuals_button)
+        view_buttons.addWidget(self.add_layer_button)
         table_bar = QHBoxLayout()
         table_bar.addWidget(QLabel("Show", content))
         table_bar.addWidget(self.metric, 1)
         table_bar.addWidget(self.copy_button)
         table_bar.addWidget(self.export_button)
-        table_actions = QHBoxLayout()
-        table_actions.addStretch(1)
-        table_actions.addWidget(self.add_layer_button)
         layout = QVBoxLayout(content)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addLayout(form)
@@ -300,7 +298,6 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         layout.addWidget(self.summary)
         layout.addLayout(table_bar)
         layout.addWidget(self.table)
-        layout.addLayout(table_actions)
         layout.addWidget(self.plot)
         layout.addStretch(1)
         self.setMinimumWidth(220)
@@ -392,7 +389,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
     @property
     def is_busy(self) -> bool:
         """A comparison runs, or its layers are still being added or laid out in the grid."""
-        return self.is_running or self.layer_queue.busy or GridSession.for_viewer(self.viewer).busy
+        return self.is_running or self.layer_queue.busy or ViewSession.for_viewer(self.viewer).busy
 
     def set_methods(self, methods) -> None:
         """Check exactly ``methods`` (classical names, ``model:<name>`` or checkpoint paths via ``add_checkpoint``)."""
@@ -541,7 +538,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         return [layers[name]]
 
     def _on_grid_toggled(self, enabled: bool) -> None:
-        session = GridSession.for_viewer(self.viewer)
+        session = ViewSession.for_viewer(self.viewer)
         if not enabled:
             session.end(self)
             return
@@ -552,7 +549,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             self.grid_button.setChecked(False)
             self.grid_button.blockSignals(False)
             return
-        session.show(self, layers, on_end=if_alive(self, self._on_grid_ended), grid=False)
+        session.show(self, layers, layout="alone", on_end=if_alive(self, self._on_grid_ended))
 
     def _on_grid_ended(self) -> None:
         self.grid_button.blockSignals(True)
@@ -571,7 +568,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         except RuntimeError:
             return
         if self.results is not None and not any(_layers.is_compare_layer(layer) for layer in self.viewer.layers):
-            GridSession.for_viewer(self.viewer).end(self)
+            ViewSession.for_viewer(self.viewer).end(self)
 
     def _update_buttons(self) -> None:
         running = self.is_running
@@ -669,7 +666,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         self._show_plot()
         self._show_summary(layer)
         self._set_status("Adding the comparison's layers…")
-        GridSession.for_viewer(self.viewer).end(self)
+        ViewSession.for_viewer(self.viewer).end(self)
         specs = self._layer_specs(results, layer, geometry)
         keep = {spec.name for spec in specs}
         stale = [lay for lay in self.viewer.layers if _layers.is_compare_layer(lay) and lay.name not in keep]

@@ -302,9 +302,9 @@ class DenoiseWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
     @property
     def is_busy(self) -> bool:
         """A job runs, its result layers are still being added, or a "Denoise selected" run goes on."""
-        from ._grid import GridSession
+        from ._view_session import ViewSession
 
-        grid = GridSession.for_viewer(self.viewer).busy
+        grid = ViewSession.for_viewer(self.viewer).busy
         tidying = bool(self._tidy_steps)
         return self.is_running or self.layer_queue.busy or self._batch_report is not None or grid or tidying
 
