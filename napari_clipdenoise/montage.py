@@ -96,8 +96,9 @@ def montage_geometry(height: int, width: int) -> tuple[int, int, int]:
     if height < 1 or width < 1:
         raise ValueError(f"montage cells need at least one pixel, got {height} x {width}")
     zoom = max(1, math.ceil(MIN_CELL_WIDTH / width))
-    cell_width = width * zoom
-    strip = max(MIN_STRIP, round(cell_width * STRIP_FRACTION))
+    cell_width, cell_height = width * zoom, height * zoom
+    # a fraction of the width, but never taller than half the image (a wide, flat image keeps a thin strip)
+    strip = max(MIN_STRIP, min(round(cell_width * STRIP_FRACTION), cell_height // 2))
     gap = max(2, round(cell_width * GAP_FRACTION))
     return zoom, strip, gap
 

@@ -59,3 +59,9 @@ def test_a_montage_too_large_for_a_display_texture_shows_every_nth_pixel():
     with pytest.raises(ValueError, match="not the original images"):
         montage.original(montage.cells[0])
     assert compose_montage([image], ["a"], (1, 1)).shrink == 1  # the default limit is a GPU texture's
+
+
+def test_a_wide_flat_image_keeps_a_strip_no_taller_than_half_of_it():
+    zoom, strip, _gap = montage_geometry(40, 2000)
+    assert zoom == 1 and strip == 24  # 13% of the width would be 260 rows over a 40-row image
+    assert montage_geometry(600, 600)[1] == round(600 * 0.13)

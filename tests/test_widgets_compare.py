@@ -25,6 +25,22 @@ def clean():
     return image.astype(np.float32)
 
 
+def double_click(montage, name: str, *, strip: bool = False) -> None:
+    """What napari does on a double-click at the middle of cell ``name`` (or of its name strip)."""
+    from napari.utils.interactions import mouse_double_click_callbacks
+
+    cell = next(c for c in montage.metadata["clipdenoise_compare"]["cells"] if c["name"] == name)
+    top, left, height, width = cell["box"]
+    row = (cell["strip_top"] + top) / 2 if strip else top + height / 2
+    centre = montage.data_to_world((row, left + width / 2))
+
+    class Event:  # what napari hands a layer's double-click callbacks: the world position
+        position = tuple(centre)
+        type = "mouse_double_click"
+
+    mouse_double_click_callbacks(montage, Event())
+
+
 def make_widget(viewer, qtbot):
     widget = CompareWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -190,8 +206,6 @@ def test_grid_is_readable_levels_by_methods_named_and_reset(make_napari_viewer, 
 
 def test_a_result_is_added_as_a_layer_of_the_users_from_the_table_or_a_double_click(make_napari_viewer, qtbot, clean):
     """Add as layer: the picked result, exact, with the input's geometry; kept when the next comparison runs."""
-    from napari.utils.interactions import mouse_double_click_callbacks
-
     viewer = make_napari_viewer()
     viewer.add_image(clean, name="clean", scale=(0.5, 0.5))
     widget = make_widget(viewer, qtbot)
@@ -212,18 +226,18 @@ def test_a_result_is_added_as_a_layer_of_the_users_from_the_table_or_a_double_cl
     assert "σ=50 · tv" in [widget.layer_combo.itemText(i) for i in range(widget.layer_combo.count())]
     widget.add_layer_button.click()  # the same result again: selected, not duplicated
     assert sum(layer.name.startswith("σ=50 · tv") for layer in viewer.layers) == 1
+    widget.table.setCurrentCell(1, 0)  # the method's name: every level
+    assert widget.selected_results() == [("tv", 15.0), ("tv", 50.0)]
+    widget.add_layer_button.click()
+    assert "σ=15 · tv" in viewer.layers
+    assert sum(layer.name.startswith("σ=50 · tv") for layer in viewer.layers) == 1
 
-    # a double-click on a cell of the montage adds that cell
+    # a double-click on a cell of the montage adds that cell; one on a name strip adds nothing
     montage = viewer.layers["comparison"]
-    cell = next(c for c in montage.metadata["clipdenoise_compare"]["cells"] if c["name"] == "σ=15 · noisy")
-    top, left, height, width = cell["box"]
-    centre = montage.data_to_world((top + height / 2, left + width / 2))
-
-    class Event:  # what napari hands a layer's double-click callbacks: the world position
-        position = tuple(centre)
-        type = "mouse_double_click"
-
-    mouse_double_click_callbacks(montage, Event())
+    count = len(viewer.layers)
+    double_click(montage, "σ=15 · noisy", strip=True)
+    assert len(viewer.layers) == count
+    double_click(montage, "σ=15 · noisy")
     noisy = viewer.layers["σ=15 · noisy"]
     np.testing.assert_array_equal(noisy.data, widget.results.noisy[15.0])
 
@@ -277,6 +291,11 @@ def test_without_reference_shows_results_residuals_and_noise_estimate(make_napar
     assert [layer.name for layer in viewer.layers if layer.visible] == ["comparison · residuals"]
     low, high = viewer.layers["comparison · residuals"].contrast_limits
     assert low == -high and high > 0  # zero residual is mid-grey
+    # a double-click on a residual cell keeps that residual (not the result) as a layer
+    double_click(viewer.layers["comparison · residuals"], "tv · residual")
+    kept = viewer.layers["tv · residual"]
+    np.testing.assert_allclose(kept.data, residuals["tv · residual"][1], atol=1e-6)
+    assert kept.metadata["clipdenoise_compare_source"]["residual"] is True
     assert widget.table.headers[:2] == ["Method", "Residual σ (0-255)"]
     estimate = float(widget.summary.text().split(":")[1].split("(")[0])
     assert 20 < estimate < 30  # the true sigma is 25

@@ -761,7 +761,11 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         specs = [spec]
         if not results.reference:
             residuals = [
-                (layer_name(results, f"residual:{run.method}"), _layers.residual(results.input, run.output), extra)
+                (
+                    layer_name(results, f"residual:{run.method}"),
+                    _layers.residual(results.input, run.output),
+                    {**extra, "role": "residual"},
+                )
                 for run, (_n, _d, extra) in zip(results.runs, cells[1:], strict=True)
             ]
             spread = max(_layers.residual_limits(values)[1] for _name, values, _extra in residuals)
@@ -813,12 +817,20 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         """Add the results picked in the table as layers of their own; returns the layers."""
         return [self.add_result_layer(method, level) for method, level in self.selected_results()]
 
-    def add_result_layer(self, method: str, level: float | None = None):
-        """Add one result (``method`` at ``level``; ``CLEAN`` or ``NOISY`` too) as a layer of the user's."""
+    def add_result_layer(self, method: str, level: float | None = None, *, residual: bool = False):
+        """Add one result (``method`` at ``level``; ``CLEAN`` or ``NOISY`` too) as a layer of the user's.
+
+        ``residual=True`` (real noisy data only): what the method removed, input − result.
+        """
         results = self.results
         if results is None:
             raise ValueError("run a comparison first")
-        if method == CLEAN:
+        if residual:
+            run = next((r for r in results.runs if r.method == method), None)
+            if run is None or results.reference:
+                raise ValueError(f"the comparison has no residual for {method_label(method)}")
+            data, name = _layers.residual(results.input, run.output), layer_name(results, f"residual:{method}")
+        elif method == CLEAN:
             data, run, name = results.clean, None, layer_name(results, CLEAN, level)
         else:
             run = next((r for r in results.runs if r.method == method and r.level == level), None)
@@ -828,6 +840,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             name = layer_name(results, run) if results.reference or method != NOISY else layer_name(results, "input")
         source = {
             "method": method,
+            "residual": residual,
             "label": method_label(method),
             "level": level,
             "noise": results.settings.noise if results.reference else None,
@@ -848,7 +861,8 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         unique, number = name, 2
         while unique in names:
             unique, number = f"{name} ({number})", number + 1
-        look = {"rgb": results.settings.rgb, "contrast_limits": (0.0, 1.0), **self._geometry}
+        limits = _layers.residual_limits(data) if residual else (0.0, 1.0)
+        look = {"rgb": results.settings.rgb, "contrast_limits": limits, **self._geometry}
         if not results.settings.rgb:
             look["colormap"] = "gray"
         added = self.viewer.add_image(np.array(data, copy=True), name=unique, metadata={SOURCE_KEY: source}, **look)
@@ -867,8 +881,8 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             for cell in montage_layer.metadata.get(COMPARE_KEY, {}).get("cells", []):
                 top, left, height, width = cell["box"]
                 if top - 0.5 <= row < top + height - 0.5 and left - 0.5 <= column < left + width - 0.5:
-                    if cell["role"] in ("result", "clean", "input"):
-                        self.add_result_layer(cell["method"], cell["level"])
+                    if cell["role"] in ("result", "clean", "input", "residual"):
+                        self.add_result_layer(cell["method"], cell["level"], residual=cell["role"] == "residual")
                     return
 
         layer._clipdenoise_double_click = on_double_click
