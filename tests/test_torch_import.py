@@ -77,3 +77,41 @@ def test_a_failing_preload_leaves_the_job_to_report_for_itself(qtbot, monkeypatc
     with qtbot.waitSignal(worker.finished, timeout=30_000):
         worker.start()
     assert returned == [42] and errors == []
+
+
+GC_CHILD = r"""
+import gc, sys
+heap = [[i] for i in range(300_000)]  # a napari-sized heap of long-lived objects
+gc.collect()
+if sys.argv[1] == "frozen":
+    gc.freeze()
+frozen_before = gc.get_freeze_count()
+full = []
+gc.callbacks.append(lambda phase, info: phase == "start" and info["generation"] == 2 and full.append(1))
+if sys.argv[1] == "plain":
+    import torch
+else:
+    from napari_clipdenoise import _torch
+    torch = _torch.import_torch()
+print("full", len(full))
+print("enabled", gc.isenabled())
+print("frozen", gc.get_freeze_count() if frozen_before else 0)
+print("frozen_before", frozen_before)
+print("sum", float(torch.arange(4.0).sum()))
+"""
+
+
+def _gc_child(mode: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", GC_CHILD, mode], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return dict(line.split(" ", 1) for line in done.stdout.splitlines())
+
+
+def test_importing_torch_sets_off_no_full_garbage_collection_and_leaves_nothing_frozen():
+    plain = _gc_child("plain")
+    assert int(plain["full"]) >= 1  # a plain import walks the whole heap (what stalled the viewer)
+    ours = _gc_child("ours")
+    assert ours == {"full": "0", "enabled": "True", "frozen": "0", "frozen_before": "0", "sum": "6.0"}
+    frozen = _gc_child("frozen")  # objects the process froze itself stay frozen (none are unfrozen)
+    assert frozen["enabled"] == "True" and frozen["sum"] == "6.0"
+    assert int(frozen["frozen"]) >= 0.9 * int(frozen["frozen_before"]) > 0
