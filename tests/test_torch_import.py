@@ -115,3 +115,43 @@ def test_importing_torch_sets_off_no_full_garbage_collection_and_leaves_nothing_
     frozen = _gc_child("frozen")  # objects the process froze itself stay frozen (none are unfrozen)
     assert frozen["enabled"] == "True" and frozen["sum"] == "6.0"
     assert int(frozen["frozen"]) >= 0.9 * int(frozen["frozen_before"]) > 0
+
+
+NICE_CHILD = r"""
+import os, sys, threading
+from napari_clipdenoise import _torch
+seen = {}
+original = _torch.preload_torch_libraries
+def recording():
+    seen["thread"] = threading.current_thread().name
+    seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    return original()
+_torch.preload_torch_libraries = recording
+before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+torch = _torch.import_torch()
+after = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+print("thread", seen["thread"])
+print("lower", seen["nice"] - before)
+print("caller", after - before)
+print("sum", float(torch.arange(4.0).sum()))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux-only")
+def test_torch_is_imported_by_a_thread_of_lower_priority_and_the_caller_keeps_its_own():
+    done = subprocess.run([sys.executable, "-c", NICE_CHILD], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert lines["thread"] == "clipdenoise-import-torch"
+    assert int(lines["lower"]) > 0  # up to 10 steps lower (19 is the floor)
+    assert lines["caller"] == "0" and lines["sum"] == "6.0"
+
+
+def test_an_import_failure_reaches_the_caller(monkeypatch):
+    from napari_clipdenoise import _torch
+
+    def broken():
+        raise ImportError("libtorch_cpu.so: cannot open shared object file")
+
+    with pytest.raises(ImportError, match="libtorch_cpu"):
+        _torch._in_a_humble_thread(broken)
