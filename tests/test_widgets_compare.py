@@ -241,6 +241,18 @@ def test_a_result_is_added_as_a_layer_of_the_users_from_the_table_or_a_double_cl
     noisy = viewer.layers["σ=15 · noisy"]
     np.testing.assert_array_equal(noisy.data, widget.results.noisy[15.0])
 
+    # a layer of the user's with the result's name is never overwritten: the copy gets a new name
+    mine = viewer.add_image(np.zeros((8, 8), np.float32), name="σ=15 · clean")
+    widget.table.setCurrentCell(0, 1)
+    widget.add_result_layer("clean", 15.0)
+    assert viewer.layers["σ=15 · clean"] is mine and mine.data.shape == (8, 8)
+    np.testing.assert_array_equal(viewer.layers["σ=15 · clean (2)"].data, clean)
+    # a montage cell whose result is gone (results replaced before the montage is) says so, no traceback
+    widget.results.runs[:] = [r for r in widget.results.runs if r.method != "tv"]
+    count = len(viewer.layers)
+    double_click(montage, "σ=15 · tv")
+    assert len(viewer.layers) == count and "Could not add 'σ=15 · tv'" in widget.status.text()
+
     run_and_wait(qtbot, widget)  # the next comparison replaces its montage, not the user's layers
     assert "σ=50 · tv" in viewer.layers and "σ=15 · noisy" in viewer.layers
     assert [layer.name for layer in compare_layers(viewer)] == ["comparison"]

@@ -882,7 +882,10 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
                 top, left, height, width = cell["box"]
                 if top - 0.5 <= row < top + height - 0.5 and left - 0.5 <= column < left + width - 0.5:
                     if cell["role"] in ("result", "clean", "input", "residual"):
-                        self.add_result_layer(cell["method"], cell["level"], residual=cell["role"] == "residual")
+                        try:
+                            self.add_result_layer(cell["method"], cell["level"], residual=cell["role"] == "residual")
+                        except ValueError as exc:  # a montage older than the results (a new comparison arriving)
+                            self._set_status(f"Could not add '{cell['name']}': {exc}.", error=True)
                     return
 
         layer._clipdenoise_double_click = on_double_click
