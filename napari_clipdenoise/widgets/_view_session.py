@@ -94,11 +94,6 @@ class ViewSession:
         return session
 
     @property
-    def active(self) -> bool:
-        """A session is on (or being set up)."""
-        return self._saved is not None or self._requested_owner is not None
-
-    @property
     def busy(self) -> bool:
         """Changes are still being made (one per event-loop turn)."""
         return bool(self._jobs)
@@ -117,18 +112,12 @@ class ViewSession:
         self._requested_owner = None
         self._queue(self._end_steps())
 
-    def flush(self) -> None:
-        """Make every pending change now."""
-        self._timer.stop()
-        while self._jobs:
-            self._step(reschedule=False)
-
     def _queue(self, job) -> None:
         self._jobs.append(job)
         if not self._timer.isActive():
             self._timer.start()
 
-    def _step(self, reschedule: bool = True) -> None:
+    def _step(self) -> None:
         if not self._jobs:
             return
         self._changing = True
@@ -141,7 +130,7 @@ class ViewSession:
             self._jobs.popleft()
         finally:
             self._changing = False
-        if reschedule and self._jobs:
+        if self._jobs:
             self._timer.start()
 
     # ----------------------------------------------------------------- the steps

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+import weakref
 
 import numpy as np
 from qtpy.QtCore import Qt
@@ -67,7 +68,7 @@ from ..inference.axes import parse_axes
 from ..jobs import JobOutcome
 from ..model.sources import parse_model_source
 from ..model.summary import available_models, describe_model
-from ..montage import Montage, compose_montage
+from ..montage import compose_montage
 from ..noise import LEVEL_UNITS, NOISE_MODELS, TYPICAL_LEVELS
 from ..unit_scale import UnitScale
 from . import _layers
@@ -172,7 +173,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         self._init_job_state()
         self._models: dict = {}
         self.results: CompareResults | None = None
-        self._result_layers: list = []
+        self._watched: weakref.WeakSet = weakref.WeakSet()  # montage layers whose double-click we handle
         self._names: dict[str, str] = {}  # layer name -> the name it got (when a user layer had it)
         self._geometry: dict = {}  # the input's 2D geometry, for results added as layers
         self._source_name = ""
@@ -707,7 +708,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             rows = [list(column) for column in zip(*rows, strict=True)]
         return [cell for row in rows for cell in row]
 
-    def _montage_spec(self, name, cells, shape, limits, look, common) -> tuple[LayerSpec, Montage]:
+    def _montage_spec(self, name, cells, shape, limits, look, common) -> LayerSpec:
         """One montage layer: the cells composed, named in their strips, over the input's first cell."""
         low, high = limits
         montage = compose_montage([c[1] for c in cells], [c[0] for c in cells], shape, background=low)
@@ -736,7 +737,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
         }
         kwargs = {**look, "scale": scale, "translate": translate, "contrast_limits": limits, "metadata": metadata}
         kwargs["visible"] = False  # Grid view shows it, alone
-        return LayerSpec(name, montage.image, kwargs, after=self._watch_double_click), montage
+        return LayerSpec(name, montage.image, kwargs, after=self._watch_double_click)
 
     def _layer_specs(self, results: CompareResults, layer, geometry: dict) -> list[LayerSpec]:
         """The comparison's montage layer(s); a layer of the user's with the same name is never overwritten."""
@@ -757,8 +758,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             return self._names[name]
 
         cells = self._cells(results, transposed)
-        spec, _ = self._montage_spec(final(MONTAGE_NAME), cells, shape, (0.0, 1.0), look, common)
-        specs = [spec]
+        specs = [self._montage_spec(final(MONTAGE_NAME), cells, shape, (0.0, 1.0), look, common)]
         if not results.reference:
             residuals = [
                 (
@@ -770,14 +770,19 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
             ]
             spread = max(_layers.residual_limits(values)[1] for _name, values, _extra in residuals)
             residual_look = {**look, "colormap": "gray"} if not results.settings.rgb else look
-            spec, _ = self._montage_spec(
-                final(RESIDUAL_MONTAGE_NAME), residuals, (1, len(residuals)), (-spread, spread), residual_look, common
+            specs.append(
+                self._montage_spec(
+                    final(RESIDUAL_MONTAGE_NAME),
+                    residuals,
+                    (1, len(residuals)),
+                    (-spread, spread),
+                    residual_look,
+                    common,
+                )
             )
-            specs.append(spec)
         return specs
 
     def _on_layers_added(self, added, results: CompareResults) -> None:
-        self._result_layers = added
         count = len(results.settings.methods)
         levels = f" × {len(results.settings.levels)} level(s)" if results.reference else ""
         message = (
@@ -871,8 +876,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
 
     def _watch_double_click(self, layer) -> None:
         """A double-click on a cell of the montage adds that cell's result as a layer."""
-        callback = getattr(layer, "_clipdenoise_double_click", None)
-        if callback is not None:
+        if layer in self._watched:  # an updated montage keeps its callback
             return
 
         def on_double_click(montage_layer, event):
@@ -888,7 +892,7 @@ class CompareWidget(ScrollingDockMixin, JobWidgetMixin, QWidget):
                             self._set_status(f"Could not add '{cell['name']}': {exc}.", error=True)
                     return
 
-        layer._clipdenoise_double_click = on_double_click
+        self._watched.add(layer)
         layer.mouse_double_click_callbacks.append(if_alive(self, on_double_click))
 
     def _on_layers_failed(self, exc) -> None:
